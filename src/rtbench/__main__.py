@@ -1,0 +1,3 @@
+from rtbench.cli import main
+
+main()

@@ -1,0 +1,118 @@
+"""The Python API: ``rtbench.run(...)`` returns a Run; ``rtbench.load(run_id, out)`` reads one back."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+from rtbench.errors import UserError
+from rtbench.results import Run
+from rtbench.spec import PRECISIONS, SEED_BATCHES, SEED_SIZES, Cell, Sweep, TimingPolicy, parse_list
+
+DEFAULT_OUT = "rtbench-results"
+
+
+def resolve_device(device: str) -> str:
+    """'auto' takes the GPU when there is one; 'cuda:N' must exist."""
+    import torch
+
+    device = (device or "auto").strip().lower()
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: no CUDA GPU is visible here; use --device cpu or auto")
+        idx = device.split(":", 1)[1] if ":" in device else "0"
+        if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
+            raise UserError(f"--device {device}: this machine has GPUs 0..{torch.cuda.device_count() - 1}; "
+                            "use one of those, e.g. --device cuda:0")
+        return f"cuda:{idx}"
+    raise UserError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def make_sweep(model: str = "resnet18", runtimes: str | Iterable[str] | None = None,
+               precision: str | Iterable[str] = "fp32", sizes: str | Iterable[int] = SEED_SIZES,
+               batches: str | Iterable[int] = SEED_BATCHES, device: str = "auto", boundary: str = "compute",
+               weights: str = "random", policy: TimingPolicy | None = None, options: dict | None = None) -> Sweep:
+    """Validate every argument (errors name the fix) and build the Sweep."""
+    from rtbench.models import resolve
+    from rtbench.runtimes import base
+
+    dev = resolve_device(device)
+    precisions = parse_list(precision, "precision")
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise UserError(f"unknown precision {p!r}: use one of {', '.join(PRECISIONS)}")
+    if runtimes is None or runtimes == "" or runtimes == "all":
+        rts = base.default_runtimes(dev)
+    else:
+        rts = parse_list(runtimes, "runtimes")
+        for r in rts:
+            base.get(r)
+    sweep = Sweep(model=model, runtimes=rts, precisions=precisions, sizes=parse_list(sizes, "sizes", int),
+                  batches=parse_list(batches, "batches", int), device=dev, boundary=boundary, weights=weights,
+                  policy=policy or default_policy(dev), options=tuple(sorted((options or {}).items())))
+    resolve(sweep.model, sweep.weights)  # an unknown model fails here, before anything is written
+    return sweep
+
+
+def default_policy(device: str) -> TimingPolicy:
+    """CPU cells are slow and noisy: shorter caps keep the default sweep within minutes."""
+    if device.startswith("cuda"):
+        return TimingPolicy(warmup_min_s=0.3, min_calls=20, min_time_s=0.2, max_time_s=2.0, ci_target=0.005)
+    return TimingPolicy(warmup_min_calls=3, warmup_min_s=0.2, warmup_max_s=2.0, min_calls=8, min_time_s=0.3,
+                        max_time_s=3.0, ci_target=0.01)
+
+
+def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZES, batches=SEED_BATCHES,
+        device: str = "auto", boundary: str = "compute", weights: str = "random", out: str | Path = DEFAULT_OUT,
+        resume: str | None = None, policy: TimingPolicy | None = None, options: dict | None = None,
+        report: bool = True, on_start: Callable[[str, Sweep], None] | None = None,
+        progress: Callable[[Cell, str], None] | None = None) -> Run:
+    """Measure a sweep (or finish run ``resume``) into ``<out>/rtbench.sqlite`` and write its report."""
+    from rtbench import engine, hardware
+    from rtbench.env import fingerprint
+    from rtbench.store import Store, new_run_id
+
+    out = Path(out)
+    if resume:
+        store = Store(out, create=False)
+        r = store.run(resume)
+        sweep, run_id, peak = Sweep.from_dict(r["sweep"]), resume, r["peak"]
+    else:
+        sweep = make_sweep(model, runtimes, precision, sizes, batches, device, boundary, weights, policy, options)
+        _check_writable(out)
+        store = Store(out)
+        run_id = new_run_id()
+        peak = hardware.peaks(sweep.device, sweep.precisions)
+        store.create_run(run_id, sweep.to_dict(), fingerprint(sweep.device), engine.harness_cost(), peak)
+    if on_start:
+        on_start(run_id, sweep)
+    status = "interrupted"
+    try:
+        store.set_status(run_id, "running")
+        engine.Engine(sweep, store, run_id, out, peak, progress).run()
+        status = "complete"
+    finally:
+        store.set_status(run_id, status)
+        store.close()
+        if report:
+            from rtbench.report import write_report
+
+            write_report(Run.load(run_id, out))
+    return Run.load(run_id, out)
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".rtbench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to output folder {out} ({e.strerror}): pass a writable --out folder") from None
+
+
+def load(run_id: str, out: str | Path = DEFAULT_OUT) -> Run:
+    return Run.load(run_id, out)

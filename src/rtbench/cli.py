@@ -1,0 +1,202 @@
+"""The command line: arguments -> Sweep -> engine -> store -> report. Bad input: one line, exit code 2."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from rtbench.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark vision-model inference across runtimes, precisions, input sizes and batch sizes.")
+console = Console()
+err = Console(stderr=True)
+OUT_HELP = "Output folder: holds rtbench.sqlite and one report folder per run."
+
+
+@app.command()
+def run(
+    model: str = typer.Option("resnet18", help="torchvision model name (random weights)."),
+    runtimes: str = typer.Option("", help="Comma-separated runtimes; default: every available one."),
+    sizes: str = typer.Option("224,256,384,512", help="Input sizes in pixels (square)."),
+    batches: str = typer.Option("1,4,8,16", help="Batch sizes."),
+    precision: str = typer.Option("fp32", help="fp32 (strict), tf32, fp16, bf16; comma-separated to sweep several."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    boundary: str = typer.Option("compute", help="compute (inputs on device) or end-to-end (host copies included)."),
+    weights: str = typer.Option("random", help="random, or pretrained (needs the internet)."),
+    out: str = typer.Option("rtbench-results", help=OUT_HELP),
+    resume: Optional[str] = typer.Option(None, help="Finish run RUN_ID: cells already measured are skipped."),
+    max_time: Optional[float] = typer.Option(None, help="Time cap per cell in seconds (timed loop)."),
+    ci_target: Optional[float] = typer.Option(None, help="Stop when the 95% CI half-width is under this fraction."),
+    compile_mode: Optional[str] = typer.Option(None, help="torch.compile mode for the torch-compile runtime."),
+    cudnn_search: Optional[str] = typer.Option(None, help="ONNX Runtime cuDNN conv search: EXHAUSTIVE, HEURISTIC, DEFAULT."),
+):
+    """Measure a sweep and write its report."""
+    import dataclasses
+
+    from rtbench import api
+
+    options = {k: v for k, v in (("compile_mode", compile_mode), ("cudnn_conv_algo_search", cudnn_search)) if v}
+    policy = None
+    if max_time is not None or ci_target is not None:
+        base = api.default_policy(api.resolve_device(device))
+        policy = dataclasses.replace(base, **{k: v for k, v in (("max_time_s", max_time), ("ci_target", ci_target))
+                                              if v is not None}, min_time_s=min(base.min_time_s, max_time or 1e9))
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("left"), TimeRemainingColumn(), console=err, transient=False)
+    state = {}
+
+    def on_start(run_id, sweep):
+        err.print(f"run id [bold]{run_id}[/bold] — {len(sweep.cells())} cells, store {out}/rtbench.sqlite")
+        state["task"] = progress.add_task("starting", total=len(sweep.cells()))
+        state["run_id"] = run_id
+        progress.start()
+
+    def on_cell(cell, status):
+        progress.update(state["task"], advance=1, description=f"{cell.label()} [{status}]")
+
+    try:
+        r = api.run(model=model, runtimes=runtimes or None, precision=precision, sizes=sizes, batches=batches,
+                    device=device, boundary=boundary, weights=weights, out=out, resume=resume, policy=policy,
+                    options=options, on_start=on_start, progress=on_cell)
+    except KeyboardInterrupt:
+        progress.stop()
+        err.print(f"interrupted: run {state.get('run_id')} marked interrupted; a partial report was written. "
+                  f"Finish it with: rtbench run --resume {state.get('run_id')} --out {out}")
+        raise typer.Exit(130)
+    finally:
+        progress.stop()
+    print_table(r)
+    console.print(f"report: {r.report_dir / 'report.md'}")
+
+
+def print_table(r) -> None:
+    """The same numbers as report.md, in the terminal."""
+    from rtbench.report.table import _load, _ms, _speedup, fmt
+
+    df = r.to_pandas()
+    if df.empty:
+        return
+    t = Table(title=f"{r.sweep.model} · {r.sweep.device} · boundary {r.sweep.boundary} (ms: trimmed mean ±CI)")
+    for col in ("runtime", "precision", "size", "batch", "ms", "FPS", "↑ torch", "ms/img", "load %"):
+        t.add_column(col, justify="right" if col not in ("runtime", "precision") else "left")
+    for _, row in df.iterrows():
+        d = row.to_dict()
+        ok = d["status"] in ("ok", "mismatch")
+        t.add_row(d["runtime"], d["precision"], str(d["size"]), str(d["batch"]), _ms(d),
+                  fmt(d.get("fps"), 1) if ok else "–", _speedup(d), fmt(d.get("ms_per_image")) if ok else "–", _load(d))
+    console.print(t)
+
+
+@app.command()
+def report(run_id: str = typer.Argument(..., help="The run to render."),
+           out: str = typer.Option("rtbench-results", help=OUT_HELP)):
+    """Re-render a run's report from the store alone."""
+    from rtbench.report import write_report
+    from rtbench.results import Run
+
+    path = write_report(Run.load(run_id, out))
+    console.print(f"report: {path}")
+
+
+@app.command()
+def compare(run_a: str, run_b: str, out: str = typer.Option("rtbench-results", help=OUT_HELP)):
+    """Compare two runs cell by cell: B's speedup over A (ratio of trimmed means, bootstrap 95% CI)."""
+    from rtbench import stats
+    from rtbench.results import Run
+
+    a, b = Run.load(run_a, out), Run.load(run_b, out)
+    key = ("runtime", "precision", "size", "batch", "boundary")
+    ca = {tuple(c[k] for k in key): c for c in a.cells if c["status"] in ("ok", "mismatch")}
+    t = Table(title=f"{run_b} vs {run_a}: speedup > 1 means B is faster")
+    for col in (*key, "A ms", "B ms", "speedup (95% CI)"):
+        t.add_column(col)
+    for c in b.cells:
+        k = tuple(c[x] for x in key)
+        if k in ca and c["status"] in ("ok", "mismatch"):
+            s = stats.speedup(ca[k]["samples_ms"], c["samples_ms"])
+            t.add_row(*map(str, k), f"{ca[k]['stats']['trimmed_mean_ms']:.3f}", f"{c['stats']['trimmed_mean_ms']:.3f}",
+                      f"{s['speedup']:.3f} ({s['speedup_low']:.3f}–{s['speedup_high']:.3f})")
+    console.print(t)
+
+
+@app.command("list")
+def list_(what: str = typer.Argument("runtimes", help="runtimes, runs or models"),
+          out: str = typer.Option("rtbench-results", help=OUT_HELP),
+          device: str = typer.Option("auto", help="Device to check runtimes against.")):
+    """List runtimes (and whether they run here), runs in a store, or models."""
+    if what == "runtimes":
+        from rtbench.api import resolve_device
+        from rtbench.runtimes.base import load_all
+
+        dev = resolve_device(device)
+        t = Table(title=f"runtimes on {dev}")
+        for col in ("runtime", "version", "available", "default", "why not"):
+            t.add_column(col)
+        for name, cls in sorted(load_all().items()):
+            ok, why = cls.availability(dev)
+            t.add_row(name, cls.version() or "–", "yes" if ok else "no", "yes" if cls.default else "no", why)
+        console.print(t)
+    elif what == "runs":
+        from rtbench.results import list_runs
+
+        t = Table(title=f"runs in {out}")
+        for col in ("run id", "created", "status", "model", "device", "cells"):
+            t.add_column(col)
+        for r in list_runs(out):
+            t.add_row(r["id"], r["created"], r["status"], r["sweep"]["model"], r["sweep"]["device"], str(r["cells"]))
+        console.print(t)
+    elif what == "models":
+        from rtbench.models import list_models
+
+        console.print("\n".join(list_models()))
+    else:
+        raise UserError(f"cannot list {what!r}: use rtbench list runtimes, runs or models")
+
+
+@app.command()
+def env(device: str = typer.Option("auto", help="Device to describe.")):
+    """Print the environment fingerprint stored with every run."""
+    from rtbench.api import resolve_device
+    from rtbench.env import fingerprint
+
+    console.print_json(json.dumps(fingerprint(resolve_device(device)), default=str))
+
+
+@app.command()
+def peak(device: str = typer.Option("auto", help="Device to measure."),
+         precision: str = typer.Option("fp32", help="Precisions to measure the matmul ceiling for.")):
+    """Measure the device's matmul ceiling per precision and its copy bandwidth."""
+    from rtbench.api import resolve_device
+    from rtbench.hardware import peaks
+    from rtbench.spec import parse_list
+
+    console.print_json(json.dumps(peaks(resolve_device(device), parse_list(precision, "precision")), default=str))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        err.print(f"rtbench: error: {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            err.print(f"rtbench: error: {e.format_message()}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Device facts: the datasheet peak table and the ceilings ``rtbench peak`` measures on the device."""
+from __future__ import annotations
+
+import platform
+
+from rtbench.spec import TimingPolicy
+
+# Dense peak TFLOP/s by precision, from the vendors' datasheets (no sparsity; fp16/bf16 with fp32
+# accumulate, as PyTorch and ONNX Runtime use). Matched against the CUDA device name, first match wins.
+DATASHEET_TFLOPS: list[tuple[str, dict[str, float]]] = [
+    ("T4", {"fp32": 8.1, "fp16": 65.0}),
+    ("V100", {"fp32": 15.7, "fp16": 125.0}),
+    ("A100", {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0}),
+    ("A10", {"fp32": 31.2, "tf32": 62.5, "fp16": 125.0, "bf16": 125.0}),
+    ("L40S", {"fp32": 91.6, "tf32": 183.0, "fp16": 362.0, "bf16": 362.0}),
+    ("L4", {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0, "bf16": 121.0}),
+    ("H100 PCIe", {"fp32": 51.2, "tf32": 378.0, "fp16": 756.0, "bf16": 756.0}),
+    ("H100", {"fp32": 67.0, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4}),
+    ("H200", {"fp32": 67.0, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4}),
+    ("RTX 3090", {"fp32": 35.6, "tf32": 35.6, "fp16": 71.0, "bf16": 71.0}),
+    ("RTX 4090", {"fp32": 82.6, "tf32": 82.6, "fp16": 165.2, "bf16": 165.2}),
+]
+
+CEILING_POLICY = TimingPolicy(warmup_min_calls=2, warmup_min_s=0.05, warmup_max_s=1.0, min_calls=5,
+                              min_time_s=0.2, max_time_s=1.5, ci_target=0.02)
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    return cpu_model()
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def datasheet_peak(name: str) -> dict[str, float] | None:
+    """Dense peak FLOP/s per precision for a GPU name, or None when the table does not know it."""
+    for key, tflops in DATASHEET_TFLOPS:
+        if key in name:
+            return {p: v * 1e12 for p, v in tflops.items()}
+    return None
+
+
+def measure_ceilings(device: str, precisions=("fp32",)) -> dict:
+    """Measured matmul FLOP/s per precision and copy bandwidth (bytes read + written per second)."""
+    import torch
+
+    from rtbench.runtimes.common import set_tf32, sync, torch_dtype
+    from rtbench.stats import trimmed_mean
+    from rtbench.timing import CudaEventClock, HostClock, measure
+
+    cuda = device.startswith("cuda")
+    clock = CudaEventClock(torch.cuda.current_stream(device)) if cuda else HostClock()
+    n = 8192 if cuda else 2048
+    out: dict = {"threads": torch.get_num_threads(), "matrix_n": n}
+    for p in precisions:
+        if p == "tf32" and not cuda:
+            continue
+        set_tf32(p)
+        a = torch.randn(n, n, device=device).to(torch_dtype(p))
+        b = torch.randn(n, n, device=device).to(torch_dtype(p))
+        t = measure(lambda: torch.mm(a, b), CEILING_POLICY, clock)
+        out[f"matmul_{p}_flops"] = 2 * n ** 3 / (trimmed_mean(t.samples_ms) / 1e3)
+    set_tf32("fp32")
+    src = torch.empty(256 * 2 ** 20 if cuda else 64 * 2 ** 20, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    t = measure(lambda: dst.copy_(src), CEILING_POLICY, clock)
+    out["copy_bytes_per_s"] = 2 * src.numel() / (trimmed_mean(t.samples_ms) / 1e3)
+    sync(device)
+    return out
+
+
+def peaks(device: str, precisions=("fp32",), measure: bool = True) -> dict:
+    """Everything utilisation needs: device name, datasheet peaks (GPU) and measured ceilings."""
+    name = device_name(device)
+    res = {"device": device, "name": name, "datasheet": datasheet_peak(name) if device.startswith("cuda") else None}
+    if measure:
+        res["measured"] = measure_ceilings(device, precisions)
+    return res
+
+
+def peak_flops(peak: dict, precision: str) -> tuple[float | None, float | None]:
+    """(datasheet, measured) peak FLOP/s for the precision that ran."""
+    sheet = (peak.get("datasheet") or {}).get(precision)
+    meas = (peak.get("measured") or {}).get(f"matmul_{precision}_flops")
+    return sheet, meas

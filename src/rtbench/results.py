@@ -1,0 +1,113 @@
+"""A Run read back from the store, and its one-row-per-cell DataFrame with every statistic."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtbench import stats
+from rtbench.hardware import peak_flops
+from rtbench.spec import Sweep
+from rtbench.store import Store
+
+BASELINE = "torch"
+KEY = ["precision", "device", "boundary", "size", "batch"]
+
+
+@dataclass
+class Run:
+    """One invocation: id, sweep, environment, harness cost, peaks, and its measured cells."""
+
+    id: str
+    status: str
+    created: str
+    sweep: Sweep
+    env: dict
+    harness: dict
+    peak: dict
+    cells: list[dict]
+    out_dir: Path
+
+    @classmethod
+    def load(cls, run_id: str, out_dir: Path | str = "rtbench-results") -> "Run":
+        store = Store(out_dir, create=False)
+        try:
+            r = store.run(run_id)
+            cells = store.cells(run_id)
+        finally:
+            store.close()
+        return cls(r["id"], r["status"], r["created"], Sweep.from_dict(r["sweep"]), r["env"], r["harness"],
+                   r["peak"], cells, Path(out_dir))
+
+    @property
+    def report_dir(self) -> Path:
+        return self.out_dir / self.id
+
+    def to_pandas(self):
+        """One row per cell: identity, status, every statistic, throughput, utilisation, speedup, parity."""
+        import pandas as pd
+
+        rows = [self._row(c) for c in self.cells]
+        df = pd.DataFrame(rows)
+        if df.empty:
+            return df
+        self._add_speedups(df)
+        return df
+
+    def _row(self, c: dict) -> dict:
+        st = dict(c["stats"])
+        host = st.pop("host", {})
+        row = {k: c[k] for k in ("model", "runtime", "precision", "size", "batch", "device", "boundary", "status",
+                                 "reason")}
+        row.update({k: v for k, v in st.items()})
+        row["host_trimmed_mean_ms"] = host.get("trimmed_mean_ms")
+        tm = st.get("trimmed_mean_ms")
+        if tm:
+            row["fps"] = stats.throughput(tm, c["batch"])
+            row["fps_low"] = stats.throughput(st["ci_high_ms"], c["batch"])
+            row["fps_high"] = stats.throughput(st["ci_low_ms"], c["batch"])
+            row["ms_per_image"] = tm / c["batch"]
+            flops = st.get("flops_per_image")
+            if flops:
+                achieved = flops * c["batch"] / (tm / 1e3)
+                row["achieved_flops"] = achieved
+                sheet, meas = peak_flops(self.peak, _ran_precision(c))
+                row["load_datasheet_pct"] = 100 * achieved / sheet if sheet else math.nan
+                row["load_measured_pct"] = 100 * achieved / meas if meas else math.nan
+        par = c["parity"]
+        for k in ("max_abs", "max_rel", "top1_agree"):
+            row[f"parity_{k}"] = par.get(k)
+        setup = c["setup"]
+        row["setup_s"] = sum(v for k, v in setup.items() if k.endswith("_s"))
+        row["first_call_ms"] = setup.get("first_call_ms")
+        row["threads"] = c["info"].get("threads")
+        row["samples_ms"] = c.get("samples_ms")
+        return row
+
+    def _add_speedups(self, df) -> None:
+        """Speedup vs torch eager in the same precision, device, boundary, size and batch, with a bootstrap CI."""
+        df["speedup"] = df["speedup_low"] = df["speedup_high"] = math.nan
+        base = {tuple(r[k] for k in KEY): r["samples_ms"] for _, r in df.iterrows()
+                if r["runtime"] == BASELINE and r["status"] in ("ok", "mismatch")}
+        for i, r in df.iterrows():
+            b = base.get(tuple(r[k] for k in KEY))
+            if b is None or r["status"] not in ("ok", "mismatch") or r["samples_ms"] is None or not len(r["samples_ms"]):
+                continue
+            if r["runtime"] == BASELINE:
+                df.loc[i, ["speedup", "speedup_low", "speedup_high"]] = 1.0
+                continue
+            s = stats.speedup(b, r["samples_ms"])
+            df.loc[i, ["speedup", "speedup_low", "speedup_high"]] = s["speedup"], s["speedup_low"], s["speedup_high"]
+
+
+def _ran_precision(c: dict) -> str:
+    """The precision that really ran: fp32 with TF32 on counts as tf32 for the peak."""
+    return "tf32" if c["precision"] == "fp32" and c["info"].get("tf32") else c["precision"]
+
+
+def list_runs(out_dir: Path | str) -> list[dict]:
+    store = Store(out_dir, create=False)
+    try:
+        return store.runs()
+    finally:
+        store.close()

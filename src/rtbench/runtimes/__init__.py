@@ -1,0 +1,1 @@
+"""Runtime adapters; see base.py for the contract and the registry."""

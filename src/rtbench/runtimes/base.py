@@ -1,0 +1,112 @@
+"""The runtime contract and the one registry.
+
+A runtime is a class registered with ``@register``. One instance serves a *runtime group* (one runtime,
+one precision, one device of a sweep): expensive work shared by its cells (ONNX export, a module cast to
+the precision) happens once there and is reported in ``setup``. ``session(cell, x)`` prepares one cell
+and returns a ``Session`` whose ``call`` is what the timing loop times.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import numpy as np
+
+from rtbench.spec import PRECISIONS, Cell, Sweep
+
+REGISTRY: dict[str, type["Runtime"]] = {}
+
+
+class Unsupported(Exception):
+    """This runtime cannot run this cell (precision, device, model or size): status ``unsupported``."""
+
+
+@dataclass
+class Session:
+    """One prepared cell. ``call`` does one inference per the boundary and returns nothing."""
+
+    call: Callable[[], None]
+    fetch: Callable[[], np.ndarray]  # the last outputs as a float32 host array, for parity
+    stream: object = None  # the torch.cuda.Stream the work runs on (CUDA events are recorded there)
+    info: dict = field(default_factory=dict)  # what really ran: threads, providers, layout, ...
+    close: Callable[[], None] = lambda: None
+
+
+class Runtime:
+    """Base class. Subclasses set the class attributes and implement ``session``."""
+
+    name: ClassVar[str]
+    package: ClassVar[str | None] = None  # import name checked by availability(); version reported
+    distribution: ClassVar[str | None] = None  # pip distribution name, when it differs
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    precisions: ClassVar[tuple[str, ...]] = PRECISIONS
+    default: ClassVar[bool] = True  # part of "every available runtime"
+    needs_torch_module: ClassVar[bool] = True
+    install_hint: ClassVar[str] = ""
+
+    def __init__(self, model, sweep: Sweep, precision: str, workdir: Path):
+        self.model = model
+        self.sweep = sweep
+        self.precision = precision
+        self.device = sweep.device
+        self.workdir = Path(workdir)
+        self.setup: dict = {}  # group-level setup seconds (export, build), reported with the first cell
+
+    @classmethod
+    def availability(cls, device: str) -> tuple[bool, str]:
+        """Cheap check (imports nothing heavy): can this runtime run on ``device`` here, and if not why."""
+        kind = device.split(":")[0]
+        if kind not in cls.devices:
+            return False, f"runs on {' or '.join(cls.devices)} only, not {kind}"
+        if cls.package and importlib.util.find_spec(cls.package) is None:
+            hint = cls.install_hint or f"pip install {cls.distribution or cls.package}"
+            return False, f"{cls.distribution or cls.package} is not installed ({hint})"
+        return True, ""
+
+    @classmethod
+    def version(cls) -> str | None:
+        dist = cls.distribution or cls.package
+        if not dist:
+            return None
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    def session(self, cell: Cell, x) -> Session:  # pragma: no cover - the contract
+        """Prepare ``cell`` for the host fp32 NCHW tensor ``x``; raise Unsupported when it cannot run."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free group-level resources."""
+
+
+def register(cls: type[Runtime]) -> type[Runtime]:
+    """Class decorator: the one place a runtime is made known."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get(name: str) -> type[Runtime]:
+    from rtbench.errors import UserError
+
+    load_all()
+    if name not in REGISTRY:
+        raise UserError(f"unknown runtime {name!r}: use one of {', '.join(sorted(REGISTRY))} "
+                        "(`rtbench list runtimes` shows which are available here)")
+    return REGISTRY[name]
+
+
+def load_all() -> dict[str, type[Runtime]]:
+    """Import the runtime modules (cheap: they import their engines lazily)."""
+    from rtbench.runtimes import null, onnxruntime, torch_eager  # noqa: F401
+
+    return REGISTRY
+
+
+def default_runtimes(device: str) -> tuple[str, ...]:
+    names = [n for n, c in load_all().items() if c.default and c.availability(device)[0]]
+    return tuple(sorted(names, key=lambda n: (n != "torch", n)))  # the baseline first

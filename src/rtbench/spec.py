@@ -1,0 +1,153 @@
+"""What to measure: Cell, Sweep and TimingPolicy, validated with errors that name the fix."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from rtbench.errors import UserError
+
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+BOUNDARIES = ("compute", "end-to-end")
+SEED_SIZES = (224, 256, 384, 512)
+SEED_BATCHES = (1, 4, 8, 16)
+MIN_SIZE = 32
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    """How one cell is timed: warm-up until stable, then an adaptive timed loop.
+
+    The timed loop stops once ``min_calls`` and ``min_time_s`` are met and the 95% CI half-width of
+    the trimmed mean is under ``ci_target`` (relative), or at ``max_time_s`` (the cell is then
+    flagged ``capped``).
+    """
+
+    warmup_min_calls: int = 5
+    warmup_min_s: float = 0.2
+    warmup_max_s: float = 3.0
+    warmup_window: int = 5
+    warmup_tolerance: float = 0.05
+    min_calls: int = 10
+    min_time_s: float = 0.3
+    max_time_s: float = 5.0
+    max_calls: int = 200_000
+    ci_target: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("warmup_min_calls", "warmup_window", "min_calls", "max_calls"):
+            if getattr(self, name) < 1:
+                raise UserError(f"timing policy: {name} must be at least 1 (got {getattr(self, name)})")
+        for name in ("warmup_min_s", "warmup_max_s", "min_time_s", "max_time_s"):
+            if getattr(self, name) < 0:
+                raise UserError(f"timing policy: {name} must be >= 0 seconds (got {getattr(self, name)})")
+        if self.max_time_s < self.min_time_s:
+            raise UserError("timing policy: max_time_s must be >= min_time_s; raise --max-time")
+        if not 0 < self.ci_target < 1:
+            raise UserError(f"timing policy: ci_target is a fraction in (0, 1), e.g. 0.01 for 1% (got {self.ci_target})")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measured point of a sweep."""
+
+    model: str
+    runtime: str
+    precision: str
+    size: int
+    batch: int
+    device: str
+    boundary: str = "compute"
+
+    @property
+    def key(self) -> tuple:
+        return (self.runtime, self.precision, self.size, self.batch, self.boundary)
+
+    def label(self) -> str:
+        return f"{self.runtime} {self.precision} {self.size}px b{self.batch}"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The grid of one invocation plus its timing policy and runtime options."""
+
+    model: str = "resnet18"
+    runtimes: tuple[str, ...] = ()
+    precisions: tuple[str, ...] = ("fp32",)
+    sizes: tuple[int, ...] = SEED_SIZES
+    batches: tuple[int, ...] = SEED_BATCHES
+    device: str = "cpu"
+    boundary: str = "compute"
+    weights: str = "random"
+    policy: TimingPolicy = field(default_factory=TimingPolicy)
+    options: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        for p in self.precisions:
+            if p not in PRECISIONS:
+                raise UserError(f"unknown precision {p!r}: use one of {', '.join(PRECISIONS)}")
+        if self.boundary not in BOUNDARIES:
+            raise UserError(f"unknown boundary {self.boundary!r}: use one of {', '.join(BOUNDARIES)}")
+        if self.weights not in ("random", "pretrained"):
+            raise UserError(f"unknown weights {self.weights!r}: use random or pretrained")
+        for s in self.sizes:
+            if s < MIN_SIZE:
+                raise UserError(f"input size {s} is too small: use sizes of at least {MIN_SIZE} px")
+        for b in self.batches:
+            if b < 1:
+                raise UserError(f"batch size {b} is invalid: use whole numbers of at least 1")
+        if not (self.runtimes and self.precisions and self.sizes and self.batches):
+            raise UserError("empty sweep: give at least one runtime, precision, size and batch")
+
+    def option(self, name: str, default: str | None = None) -> str | None:
+        return dict(self.options).get(name, default)
+
+    def cells(self) -> list[Cell]:
+        """Cells in run order: runtime, precision, size, then ascending batch (for the OOM rule)."""
+        return [
+            Cell(self.model, rt, p, s, b, self.device, self.boundary)
+            for rt in self.runtimes
+            for p in self.precisions
+            for s in self.sizes
+            for b in sorted(self.batches)
+        ]
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["options"] = dict(self.options)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Sweep":
+        d = dict(d)
+        d["policy"] = TimingPolicy(**d.get("policy", {}))
+        d["options"] = tuple(sorted(d.get("options", {}).items()))
+        for k in ("runtimes", "precisions", "sizes", "batches"):
+            d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def parse_list(text: str | Iterable, what: str, kind: type = str) -> tuple:
+    """Parse '224,256' (or an iterable) into a tuple; bad items raise UserError naming the fix."""
+    items = [x.strip() for x in text.split(",")] if isinstance(text, str) else list(text)
+    items = [x for x in items if x != ""]
+    if not items:
+        raise UserError(f"--{what} is empty: give a comma-separated list, e.g. --{what} {_example(what)}")
+    if kind is int:
+        out = []
+        for x in items:
+            try:
+                out.append(int(x))
+            except (TypeError, ValueError):
+                raise UserError(f"--{what}: {x!r} is not a whole number; use e.g. --{what} {_example(what)}") from None
+        return tuple(dict.fromkeys(out))
+    return tuple(dict.fromkeys(str(x) for x in items))
+
+
+def _example(what: str) -> str:
+    return {"sizes": "224,256", "batches": "1,4,8", "precision": "fp32,fp16", "runtimes": "torch,onnxruntime"}.get(
+        what, "a,b"
+    )

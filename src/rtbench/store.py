@@ -1,0 +1,154 @@
+"""The SQLite store: one file for all runs; every measurement is committed the moment it exists."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from rtbench.errors import UserError
+
+SCHEMA_VERSION = 1
+FILENAME = "rtbench.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, created TEXT NOT NULL, finished TEXT, status TEXT NOT NULL,
+    sweep TEXT NOT NULL, harness TEXT, peak TEXT);
+CREATE TABLE IF NOT EXISTS environment (run_id TEXT PRIMARY KEY REFERENCES runs(id), fingerprint TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cells (
+    id INTEGER PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(id), model TEXT NOT NULL,
+    runtime TEXT NOT NULL, precision TEXT NOT NULL, size INTEGER NOT NULL, batch INTEGER NOT NULL,
+    device TEXT NOT NULL, boundary TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
+    stats TEXT, setup TEXT, parity TEXT, info TEXT, telemetry TEXT, created TEXT NOT NULL,
+    UNIQUE (run_id, runtime, precision, size, batch, boundary));
+CREATE TABLE IF NOT EXISTS samples (
+    cell_id INTEGER PRIMARY KEY REFERENCES cells(id), primary_ms BLOB NOT NULL, host_ms BLOB NOT NULL);
+"""
+
+CELL_JSON = ("stats", "setup", "parity", "info", "telemetry")
+
+
+def dumps(obj) -> str:
+    """JSON that also takes numpy scalars (their ``item()``)."""
+    return json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    import secrets
+
+    return datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+class Store:
+    """Runs, their environment, cells (measurements) and raw samples in one SQLite file (WAL mode)."""
+
+    def __init__(self, out_dir: Path | str, create: bool = True):
+        self.path = Path(out_dir) / FILENAME
+        if not create and not self.path.exists():
+            raise UserError(f"no rtbench store at {self.path}: pass the --out folder of an earlier run")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise UserError(f"{self.path} is not a usable rtbench store ({e}): pass another --out folder") from None
+        except OSError as e:
+            raise UserError(f"cannot write to {self.path.parent} ({e.strerror}): pass a writable --out folder") from None
+
+    def _migrate(self) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            has_meta = self.db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone()
+            row = has_meta and self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row and int(row[0]) > SCHEMA_VERSION:
+                raise UserError(f"{self.path} was written by a newer rtbench (schema {row[0]} > {SCHEMA_VERSION}): "
+                                "upgrade rtbench or pass another --out folder")
+            for stmt in SCHEMA.strip().split(";"):
+                if stmt.strip():
+                    self.db.execute(stmt)
+            if not row:
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # runs -------------------------------------------------------------------------------------
+    def create_run(self, run_id: str, sweep: dict, fingerprint: dict, harness: dict, peak: dict) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT INTO runs (id, created, status, sweep, harness, peak) VALUES (?,?,?,?,?,?)",
+                            (run_id, now(), "running", dumps(sweep), dumps(harness), dumps(peak)))
+            self.db.execute("INSERT INTO environment VALUES (?, ?)", (run_id, dumps(fingerprint)))
+
+    def set_status(self, run_id: str, status: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE runs SET status=?, finished=? WHERE id=?", (status, now(), run_id))
+
+    def run(self, run_id: str) -> dict:
+        row = self.db.execute("SELECT r.id, r.created, r.finished, r.status, r.sweep, r.harness, r.peak, "
+                              "e.fingerprint FROM runs r LEFT JOIN environment e ON e.run_id = r.id WHERE r.id=?",
+                              (run_id,)).fetchone()
+        if row is None:
+            raise UserError(f"unknown run id {run_id!r} in {self.path}: `rtbench list runs --out "
+                            f"{self.path.parent}` lists the runs")
+        keys = ("id", "created", "finished", "status", "sweep", "harness", "peak", "env")
+        d = dict(zip(keys, row))
+        for k in ("sweep", "harness", "peak", "env"):
+            d[k] = json.loads(d[k]) if d[k] else {}
+        return d
+
+    def runs(self) -> list[dict]:
+        rows = self.db.execute("SELECT r.id, r.created, r.status, r.sweep, "
+                               "(SELECT COUNT(*) FROM cells c WHERE c.run_id = r.id) FROM runs r ORDER BY r.created")
+        return [{"id": i, "created": c, "status": s, "sweep": json.loads(sw), "cells": n} for i, c, s, sw, n in rows]
+
+    # cells ------------------------------------------------------------------------------------
+    def add_cell(self, run_id: str, cell, status: str, reason: str | None = None, samples=None, **parts) -> int:
+        """Store one measurement (and its raw samples) in one transaction."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            cur = self.db.execute(
+                "INSERT INTO cells (run_id, model, runtime, precision, size, batch, device, boundary, status, "
+                "reason, stats, setup, parity, info, telemetry, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, cell.model, cell.runtime, cell.precision, cell.size, cell.batch, cell.device,
+                 cell.boundary, status, reason, *(dumps(parts.get(k) or {}) for k in CELL_JSON), now()))
+            cid = cur.lastrowid
+            if samples is not None:
+                primary, host = samples
+                self.db.execute("INSERT INTO samples VALUES (?,?,?)",
+                                (cid, np.asarray(primary, dtype="<f8").tobytes(), np.asarray(host, dtype="<f8").tobytes()))
+        return cid
+
+    def done_keys(self, run_id: str) -> set[tuple]:
+        rows = self.db.execute("SELECT runtime, precision, size, batch, boundary FROM cells WHERE run_id=?", (run_id,))
+        return {tuple(r) for r in rows}
+
+    def cells(self, run_id: str, with_samples: bool = True) -> list[dict]:
+        cols = ("id", "model", "runtime", "precision", "size", "batch", "device", "boundary", "status", "reason",
+                *CELL_JSON, "created")
+        rows = self.db.execute(f"SELECT {', '.join(cols)} FROM cells WHERE run_id=? ORDER BY id", (run_id,))
+        out = []
+        for row in rows:
+            d = dict(zip(cols, row))
+            for k in CELL_JSON:
+                d[k] = json.loads(d[k]) if d[k] else {}
+            out.append(d)
+        if with_samples and out:
+            blobs = {cid: (p, h) for cid, p, h in self.db.execute(
+                "SELECT s.cell_id, s.primary_ms, s.host_ms FROM samples s JOIN cells c ON c.id = s.cell_id "
+                "WHERE c.run_id=?", (run_id,))}
+            for d in out:
+                p, h = blobs.get(d["id"], (b"", b""))
+                d["samples_ms"] = np.frombuffer(p, dtype="<f8")
+                d["host_ms"] = np.frombuffer(h, dtype="<f8")
+        return out
