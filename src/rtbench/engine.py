@@ -43,6 +43,16 @@ def is_oom(e: BaseException) -> bool:
     return isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in str(e).lower()
 
 
+def _free_cuda_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def harness_cost() -> dict:
     """The timing loop's own cost per timed call, measured with the null runtime."""
     sess = base.get("null")(None, Sweep(runtimes=("null",)), "fp32", Path(".")).session(None, None)
@@ -146,7 +156,10 @@ class Engine:
         except Unsupported as e:
             return Outcome("unsupported", str(e))
         except Exception as e:  # noqa: BLE001 - failure is data
-            return Outcome("oom" if is_oom(e) else "failed", one_line(e))
+            if is_oom(e):
+                _free_cuda_memory()
+                return Outcome("oom", one_line(e))
+            return Outcome("failed", one_line(e))
         finally:
             if sess is not None:
                 sess.close()

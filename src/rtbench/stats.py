@@ -5,6 +5,7 @@ end). Confidence intervals come from the bootstrap (scipy), seeded so a report r
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -14,7 +15,15 @@ TRIM = 0.1
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000
 SEED = 12345
+BATCH = 200  # resamples held in memory at once (cells can have 10^5 samples)
 _Z95 = 1.959963984540054
+# scipy >= 1.15 takes ``rng``; older releases take ``random_state``
+_RNG_ARG = "rng" if "rng" in inspect.signature(sps.bootstrap).parameters else "random_state"
+
+
+def _bootstrap(data: tuple, statistic, **kw):
+    return sps.bootstrap(data, statistic, n_resamples=N_RESAMPLES, confidence_level=CONFIDENCE, method="percentile",
+                         vectorized=True, batch=BATCH, **{_RNG_ARG: np.random.default_rng(SEED)}, **kw)
 
 
 def trimmed_mean(x, trim: float = TRIM, axis: int = -1):
@@ -45,10 +54,7 @@ def bootstrap_ci(x: np.ndarray, trim: float = TRIM) -> tuple[float, float]:
     if len(x) < 2 or np.all(x == x[0]):
         v = float(x[0]) if len(x) else math.nan
         return v, v
-    res = sps.bootstrap(
-        (x,), lambda a, axis: trimmed_mean(a, trim, axis=axis), n_resamples=N_RESAMPLES,
-        confidence_level=CONFIDENCE, method="percentile", vectorized=True, rng=np.random.default_rng(SEED),
-    )
+    res = _bootstrap((x,), lambda a, axis: trimmed_mean(a, trim, axis=axis))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -89,10 +95,7 @@ def speedup(baseline_ms, candidate_ms, trim: float = TRIM) -> dict:
     def stat(x, y, axis):
         return trimmed_mean(x, trim, axis=axis) / trimmed_mean(y, trim, axis=axis)
 
-    res = sps.bootstrap(
-        (b, c), stat, n_resamples=N_RESAMPLES, confidence_level=CONFIDENCE, method="percentile",
-        vectorized=True, paired=False, rng=np.random.default_rng(SEED),
-    )
+    res = _bootstrap((b, c), stat, paired=False)
     return {"speedup": ratio, "speedup_low": float(res.confidence_interval.low),
             "speedup_high": float(res.confidence_interval.high)}
 

@@ -63,29 +63,31 @@ class OnnxRuntime(Runtime):
         self.search = sweep.option("cudnn_conv_algo_search", "EXHAUSTIVE")
         self.session_cache: dict = {}
 
-    def _providers(self, device_index: int, stream) -> list:
+    def _providers(self, device_index: int, stream, graph: bool) -> list:
         if not self.cuda:
             return ["CPUExecutionProvider"]
         cuda = {"device_id": str(device_index), "use_tf32": "1" if self.precision == "tf32" else "0",
                 "cudnn_conv_algo_search": self.search, "do_copy_in_default_stream": "1",
                 "has_user_compute_stream": "1", "user_compute_stream": str(stream.cuda_stream)}
-        if self.graph:
+        if graph:
             cuda["enable_cuda_graph"] = "1"
         return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
 
-    def _inference_session(self, key, device_index, stream):
-        # a CUDA graph is bound to one set of buffers, so graph sessions are made per cell
-        if key not in self.session_cache or self.graph:
+    def _inference_session(self, device_index: int, stream, graph: bool = False):
+        """The group's session (dynamic shapes). A CUDA graph is bound to one set of buffers: one per cell."""
+        if graph or "plain" not in self.session_cache:
             t0 = time.perf_counter()
             sess = self.ort.InferenceSession(str(self.path), self.opts,
-                                             providers=self._providers(device_index, stream))
+                                             providers=self._providers(device_index, stream, graph))
             want = "CUDAExecutionProvider" if self.cuda else "CPUExecutionProvider"
             got = sess.get_providers()
             if got[0] != want:
                 raise RuntimeError(f"onnxruntime fell back to {got[0]} instead of {want}")
             self.setup["session_create_s"] = time.perf_counter() - t0
-            self.session_cache[key] = sess
-        return self.session_cache[key]
+            if graph:
+                return sess
+            self.session_cache["plain"] = sess
+        return self.session_cache["plain"]
 
     def session(self, cell, x) -> Session:
         import torch
@@ -94,7 +96,7 @@ class OnnxRuntime(Runtime):
             raise Unsupported("CUDA graphs need inputs already on the GPU: use the compute boundary")
         dev = torch.device(self.device)
         stream = torch.cuda.current_stream(dev) if self.cuda else None
-        sess = self._inference_session("shared", dev.index or 0, stream)
+        sess = self._inference_session(dev.index or 0, stream, self.graph)
         iname, oname = sess.get_inputs()[0].name, sess.get_outputs()[0].name
         info = {"threads": self.threads, "providers": sess.get_providers(), "onnx": self.path.name,
                 "tf32": self.precision == "tf32", "io_binding": cell.boundary == "compute"}
@@ -111,9 +113,9 @@ class OnnxRuntime(Runtime):
         binding = sess.io_binding()
         if self.cuda:
             xd = x.to(device=dev, dtype=self.dtype).contiguous()
-            probe = sess.run([oname], {iname: host})[0]  # learns the output shape once, before timing
+            # the output shape, learnt once before timing (a graph session must only ever run bound buffers)
+            probe = self._inference_session(idx := dev.index or 0, stream).run([oname], {iname: host})[0]
             yd = torch.empty(probe.shape, device=dev, dtype=self.dtype)
-            idx = dev.index or 0
             binding.bind_input(iname, "cuda", idx, self.np_dtype, list(xd.shape), xd.data_ptr())
             binding.bind_output(oname, "cuda", idx, self.np_dtype, list(yd.shape), yd.data_ptr())
 

@@ -50,7 +50,7 @@ class TorchEager(Runtime):
         dev = torch.device(self.device)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         xd = x.to(device=dev, dtype=self.dtype).contiguous(memory_format=fmt)
-        host_in = x.pin_memory() if dev.type == "cuda" else x
+        host_in = x.pin_memory() if dev.type == "cuda" and cell.boundary == "end-to-end" else x
         out: list = [None]
         m = self.module
 

@@ -1,0 +1,82 @@
+"""GPU paths, on a real CUDA device (skipped without one): every runtime, boundary and precision."""
+from __future__ import annotations
+
+import pytest
+
+import rtbench
+from rtbench.spec import TimingPolicy
+from tests.conftest import gpu
+
+pytestmark = [gpu]
+FAST = TimingPolicy(warmup_min_calls=3, warmup_min_s=0.05, warmup_max_s=0.5, min_calls=10, min_time_s=0.05,
+                    max_time_s=0.3, ci_target=0.01)
+
+
+def sweep(tmp_path, runtimes, precision="fp32", boundary="compute", **kw):
+    r = rtbench.run(runtimes=runtimes, precision=precision, sizes=[64], batches=[2], device="cuda",
+                    boundary=boundary, out=tmp_path, policy=FAST, report=False, **kw)
+    return r.to_pandas().set_index(["runtime", "precision"])
+
+
+@pytest.mark.parametrize("boundary", ["compute", "end-to-end"])
+def test_eager_and_onnxruntime_fp32_use_cuda_events_and_match(tmp_path, boundary):
+    df = sweep(tmp_path, "torch,onnxruntime", boundary=boundary)
+    for rt in ("torch", "onnxruntime"):
+        row = df.loc[(rt, "fp32")]
+        assert row.status == "ok", row.reason
+        assert row.clock == "cuda-events"
+        assert row.parity_max_rel < 1e-3
+        assert row.host_trimmed_mean_ms >= row.trimmed_mean_ms * 0.5
+    cells = rtbench.load(rtbench.results.list_runs(tmp_path)[0]["id"], tmp_path).cells
+    ort = next(c for c in cells if c["runtime"] == "onnxruntime")
+    assert ort["info"]["providers"][0] == "CUDAExecutionProvider"
+    assert ort["info"]["io_binding"] == (boundary == "compute")
+
+
+def test_strict_fp32_turns_tf32_off_and_tf32_on(tmp_path):
+    df = sweep(tmp_path, "torch", precision="fp32,tf32")
+    cells = {c["precision"]: c for c in rtbench.load(rtbench.results.list_runs(tmp_path)[0]["id"], tmp_path).cells}
+    assert cells["fp32"]["info"]["tf32"] is False
+    assert cells["tf32"]["info"]["tf32"] is True
+    assert df.loc[("torch", "tf32")].status == "ok"
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_half_precisions_within_tolerance(tmp_path, precision):
+    df = sweep(tmp_path, "torch,onnxruntime", precision=precision)
+    assert df.loc[("torch", precision)].status == "ok"
+    ort = df.loc[("onnxruntime", precision)]
+    assert ort.status == ("ok" if precision == "fp16" else "unsupported")
+
+
+def test_cuda_graph_rows(tmp_path):
+    df = sweep(tmp_path, "torch,torch-cudagraph,onnxruntime-cudagraph")
+    for rt in ("torch-cudagraph", "onnxruntime-cudagraph"):
+        assert df.loc[(rt, "fp32")].status == "ok", df.loc[(rt, "fp32")].reason
+        assert df.loc[(rt, "fp32")].parity_max_rel < 1e-3
+
+
+def test_torch_compile_compiles_and_matches(tmp_path):
+    df = sweep(tmp_path, "torch-compile", options={"compile_mode": "default"})
+    row = df.loc[("torch-compile", "fp32")]
+    assert row.status == "ok", row.reason
+    assert row.first_call_ms > 10 * row.trimmed_mean_ms  # compile happened in setup, not in the timed loop
+
+
+def test_real_cuda_oom_is_recorded_and_larger_batches_skipped(tmp_path):
+    # 1536 images of 1024 px: ~19 GB of input, >200 GB of activations in the first layers
+    r = rtbench.run(runtimes="torch", sizes=[1024], batches=[1, 1536, 2048], device="cuda", out=tmp_path,
+                    policy=FAST, report=False)
+    st = {c["batch"]: (c["status"], c["reason"]) for c in r.cells}
+    assert st[1][0] == "ok"
+    assert st[1536][0] == "oom"
+    assert st[2048] == ("skipped", "skipped (oom at batch 1536)")
+
+
+def test_peak_measures_every_precision():
+    from rtbench.hardware import peaks
+
+    p = peaks("cuda:0", ("fp32", "tf32", "fp16", "bf16"))
+    m = p["measured"]
+    assert m["matmul_fp16_flops"] > m["matmul_fp32_flops"] > 0
+    assert m["copy_bytes_per_s"] > 1e11
