@@ -36,10 +36,15 @@ class TorchEager(Runtime):
         return module
 
     def info(self) -> dict:
+        """Apply this group's global settings (TF32, cuDNN autotuner) and say what they are."""
         import torch
 
+        # the cuDNN autotuner picks conv algorithms per shape on the first call (setup), as ONNX Runtime's
+        # EXHAUSTIVE search does; without it some shapes get far slower heuristic choices
+        torch.backends.cudnn.benchmark = self.sweep.option("cudnn_benchmark", "on") == "on"
         return {"threads": torch.get_num_threads(), "channels_last": self.channels_last,
-                "tf32": set_tf32(self.precision), "dtype": str(self.dtype).replace("torch.", "")}
+                "tf32": set_tf32(self.precision), "dtype": str(self.dtype).replace("torch.", ""),
+                "cudnn_benchmark": torch.backends.cudnn.benchmark}
 
     def session(self, cell, x) -> Session:
         import torch
