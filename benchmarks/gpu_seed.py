@@ -29,9 +29,10 @@ from rtbench.runtimes.base import get as get_runtime
 from rtbench.runtimes.common import make_input
 
 
-def plain_event_loop(fn, warmup: int = 50, iters: int = 300) -> float:
+def plain_event_loop(fn, warmup_s: float = 1.0, iters: int = 2000) -> float:
     """Independent reference: CUDA events around each call on the current stream, 10% trimmed mean (ms)."""
-    for _ in range(warmup):
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < warmup_s:
         fn()
     torch.cuda.synchronize()
     s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -45,32 +46,57 @@ def plain_event_loop(fn, warmup: int = 50, iters: int = 300) -> float:
     return float(sps.trim_mean(times, 0.1))
 
 
-def reference_cells(onnx_fp32: Path) -> dict:
-    """torch fp16 224 b16, torch fp32 224 b1, ONNX Runtime fp32 224 b16, timed by the plain loop."""
+def plain_callables(onnx_fp32: Path) -> dict:
+    """Cells timed without rtbench's code: torch fp16/fp32 eager (channels_last, cuDNN autotuner as rtbench
+    sets it) and ONNX Runtime fp32 CUDA with IO binding on torch's stream."""
     import onnxruntime as ort
-
-    torch.manual_seed(0)
     import torchvision
 
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(0)
     base = torchvision.models.resnet18().eval()
-    out = {}
-    for prec, batch in (("fp16", 16), ("fp32", 1)):
+    fns = {}
+    for prec, batch in (("fp16", 16), ("fp32", 1), ("fp32", 16)):
         dtype = torch.float16 if prec == "fp16" else torch.float32
         m = copy.deepcopy(base).to("cuda", dtype).to(memory_format=torch.channels_last)
         x = make_input(batch, 224).to("cuda", dtype).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            out[("torch", prec, 224, batch)] = plain_event_loop(lambda: m(x))
-    so = ort.SessionOptions()
+
+        def fn(m=m, x=x):
+            with torch.inference_mode():
+                m(x)
+        fns[("torch", prec, 224, batch)] = fn
     stream = torch.cuda.current_stream()
-    sess = ort.InferenceSession(str(onnx_fp32), so, providers=[("CUDAExecutionProvider", {
+    sess = ort.InferenceSession(str(onnx_fp32), ort.SessionOptions(), providers=[("CUDAExecutionProvider", {
         "use_tf32": "0", "has_user_compute_stream": "1", "user_compute_stream": str(stream.cuda_stream)})])
     x = make_input(16, 224).cuda()
     y = torch.empty(16, 1000, device="cuda")
     b = sess.io_binding()
     b.bind_input("input", "cuda", 0, np.float32, list(x.shape), x.data_ptr())
     b.bind_output("output", "cuda", 0, np.float32, list(y.shape), y.data_ptr())
-    out[("onnxruntime", "fp32", 224, 16)] = plain_event_loop(lambda: sess.run_with_iobinding(b))
-    return out
+    fns[("onnxruntime", "fp32", 224, 16)] = lambda: sess.run_with_iobinding(b)
+    fns["_keep"] = (x, y, sess, b)  # the bound tensors must outlive the binding
+    return fns
+
+
+def cross_check(res_dir: Path, onnx_fp32: Path, precisions) -> list[str]:
+    """Plain loop, then rtbench on the same cell, then the plain loop again (drift shows as a gap between the two)."""
+    fns = plain_callables(onnx_fp32)
+    lines = ["| cell | plain loop before | rtbench | plain loop after | rtbench vs mean of plain |",
+             "|---|---|---|---|---|"]
+    for key, fn in fns.items():
+        if key == "_keep" or key[1] not in precisions:
+            continue
+        rt, prec, size, batch = key
+        before = plain_event_loop(fn)
+        r = rtbench.run(runtimes=rt, precision=prec, sizes=[size], batches=[batch], device="cuda", out=res_dir,
+                        report=False)
+        ours = float(r.to_pandas().iloc[0].trimmed_mean_ms)
+        after = plain_event_loop(fn)
+        ref = (before + after) / 2
+        lines.append(f"| {rt} {prec} {size} b{batch} | {before:.4f} | {ours:.4f} | {after:.4f} | "
+                     f"{100 * (ours - ref) / ref:+.2f}% |")
+    return lines
 
 
 def main() -> None:
@@ -113,18 +139,8 @@ def main() -> None:
         shutil.copy(r.report_dir / "report.md", out / f"report-{prec}.md")
     # 3. independent check
     onnx = next((res_dir / "cache").glob("resnet18-*-fp32.onnx"))
-    ref = reference_cells(onnx)
     lines += ["## Independent CUDA-event loop vs rtbench (10% trimmed means, ms)", "",
-              "| cell | plain loop | rtbench | difference |", "|---|---|---|---|"]
-    for (rt, prec, size, batch), ms in ref.items():
-        if prec not in runs:
-            continue
-        df = runs[prec][1]
-        row = df[(df.runtime == rt) & (df["size"] == size) & (df.batch == batch)]
-        if row.empty or row.iloc[0].status not in ("ok", "mismatch"):
-            continue
-        ours = float(row.iloc[0].trimmed_mean_ms)
-        lines.append(f"| {rt} {prec} {size} b{batch} | {ms:.4f} | {ours:.4f} | {100 * (ours - ms) / ms:+.2f}% |")
+              *cross_check(res_dir, onnx, runs.keys()), ""]
     text = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(text)
     shutil.copy(res_dir / "rtbench.sqlite", out / "rtbench.sqlite")
