@@ -72,7 +72,19 @@ def run(
     finally:
         progress.stop()
     print_table(r)
+    print_warnings(r)
     console.print(f"report: {r.report_dir / 'report.md'}")
+
+
+def print_warnings(r) -> None:
+    """The run's fairness warnings, each with its fix (the report lists the same)."""
+    from rich.markup import escape
+
+    from rtbench.fairness import fairness_warnings
+
+    for w in fairness_warnings(r):
+        console.print(f"[bold yellow]warning[/bold yellow] {w.code}: {escape(w.message)}\n  fix: {escape(w.fix)}",
+                      highlight=False)
 
 
 def print_table(r) -> None:

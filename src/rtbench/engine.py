@@ -4,6 +4,7 @@ Failure is data: a cell that fails is stored with its status and a one-line reas
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from rtbench import parity, stats
+from rtbench import parity, stats, telemetry
 from rtbench.runtimes import base
 from rtbench.runtimes.base import Unsupported
 from rtbench.spec import Cell, Sweep, TimingPolicy
@@ -152,7 +153,9 @@ class Engine:
             if model is not None:
                 par = parity.compare(sess.fetch(), self._reference(x, cell), cell.precision)
             clock = CudaEventClock(sess.stream) if sess.stream is not None else HostClock()
-            timing = measure(sess.call, self.sweep.policy, clock)
+            sampler = telemetry.for_device(cell.device)  # NVML in a background thread; None on the CPU
+            with sampler or contextlib.nullcontext():
+                timing = measure(sess.call, self.sweep.policy, clock)
         except Unsupported as e:
             return Outcome("unsupported", str(e))
         except Exception as e:  # noqa: BLE001 - failure is data
@@ -173,4 +176,5 @@ class Engine:
         if par and not par["ok"]:
             status, reason = "mismatch", par.get("reason")
         return Outcome(status, reason, (timing.samples_ms, timing.host_ms),
-                       {"stats": st, "setup": setup, "parity": par, "info": sess.info})
+                       {"stats": st, "setup": setup, "parity": par, "info": sess.info,
+                        "telemetry": telemetry.timed_summary(sampler, timing, cell.batch)})

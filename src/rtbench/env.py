@@ -1,4 +1,8 @@
-"""The environment fingerprint stored with every run and printed by ``rtbench env``."""
+"""The environment fingerprint stored with every run and printed by ``rtbench env``.
+
+Without a GPU, or without NVML, the GPU entries say "not available" with the reason, and the CPU part
+(model, cores, threads) is still complete.
+"""
 from __future__ import annotations
 
 import os
@@ -10,18 +14,22 @@ from pathlib import Path
 import rtbench
 
 ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
-            "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE", "TORCH_CUDNN_V8_API_ENABLED",
-            "ONEDNN_DEFAULT_FPMATH_MODE", "OPENBLAS_CORETYPE")
+            "CUDA_DEVICE_ORDER", "CUDA_LAUNCH_BLOCKING", "CUDA_MODULE_LOADING", "CUBLAS_WORKSPACE_CONFIG",
+            "NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "TORCH_CUDNN_V8_API_ENABLED",
+            "PYTORCH_CUDA_ALLOC_CONF", "ONEDNN_DEFAULT_FPMATH_MODE", "OPENBLAS_CORETYPE", "KMP_AFFINITY",
+            "OMP_PROC_BIND")
+DISTRIBUTIONS = ("torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "timm", "numpy",
+                 "nvidia-ml-py", "tensorrt", "torch-tensorrt")
 
 
 def git_commit() -> str | None:
-    """The commit of the checkout rtbench runs from, when it runs from one."""
+    """The commit of the checkout rtbench runs from (with ``-dirty`` when it has changes), else None."""
     root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return None
     try:
-        r = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                           text=True, timeout=5)
+        r = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=10"],
+                           capture_output=True, text=True, timeout=5)
         return r.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -32,7 +40,7 @@ def packages() -> dict:
     import importlib.metadata as md
 
     out = {}
-    for dist in ("torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "timm", "numpy"):
+    for dist in DISTRIBUTIONS:
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -40,36 +48,101 @@ def packages() -> dict:
     return out
 
 
-def fingerprint(device: str = "cpu") -> dict:
-    """Versions, hardware and settings that decide what a number means."""
+def cpu_info() -> dict:
+    """CPU model, logical cores, the cores this process may use, and torch's thread settings."""
     import torch
 
     from rtbench.hardware import cpu_model
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu_model(), "cpu_cores": os.cpu_count(), "cpu_cores_usable": usable,
+            "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads()}
+
+
+def _str(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def nvml_info(device: str = "cpu", nvml=None) -> dict:
+    """The driver's view of the GPUs (NVML): driver and CUDA driver versions, each GPU, who else uses ours."""
+    from rtbench import telemetry
+
+    n, why = telemetry.load_nvml(nvml)
+    if n is None:
+        return {"available": False, "reason": why}
+    q = telemetry.query  # one NVML query, None when unsupported
+    cuda = q(n.nvmlSystemGetCudaDriverVersion)
+    out: dict = {"available": True, "driver": _str(q(n.nvmlSystemGetDriverVersion)),
+                 "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}" if isinstance(cuda, int) else None,
+                 "count": q(n.nvmlDeviceGetCount) or 0, "gpus": []}
+    for i in range(out["count"]):
+        h = q(n.nvmlDeviceGetHandleByIndex, i)
+        if h is None:
+            continue
+        mem = q(n.nvmlDeviceGetMemoryInfo, h)
+        limit = q(n.nvmlDeviceGetEnforcedPowerLimit, h)
+        out["gpus"].append({
+            "index": i, "name": _str(q(n.nvmlDeviceGetName, h)), "uuid": _str(q(n.nvmlDeviceGetUUID, h)),
+            "memory_total_mib": mem.total // 2**20 if mem is not None else None,
+            "power_limit_w": limit / 1e3 if limit is not None else None,
+            "sm_clock_max_mhz": q(n.nvmlDeviceGetMaxClockInfo, h, getattr(n, "NVML_CLOCK_SM", 1)),
+            "mem_clock_max_mhz": q(n.nvmlDeviceGetMaxClockInfo, h, getattr(n, "NVML_CLOCK_MEM", 2)),
+            "persistence_mode": q(n.nvmlDeviceGetPersistenceMode, h),
+        })
+    if device.startswith("cuda"):
+        try:
+            out["device_processes"] = telemetry.compute_processes(n, telemetry.device_handle(n, device))
+        except Exception as e:  # noqa: BLE001 - a fingerprint never fails a run
+            out["device_processes"] = None
+            out["device_processes_error"] = telemetry.error_text(e)
+    return out
+
+
+def torch_gpu_info(device: str) -> dict:
+    """CUDA, cuDNN and TF32 as torch sees them; the GPU model and count, or 'not available'."""
+    import torch
+
+    out = {"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
+           else None, "cuda_available": torch.cuda.is_available(),
+           # process defaults when the fingerprint is taken; each cell's info records the flags it ran with
+           "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+           "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    if not torch.cuda.is_available():
+        why = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU visible to torch"
+        out.update(gpu=f"not available: {why}", gpu_count=0)
+        return out
+    idx = (torch.device(device).index or 0) if device.startswith("cuda") else 0
+    out.update(gpu=torch.cuda.get_device_name(idx), gpu_count=torch.cuda.device_count(),
+               gpu_capability=".".join(map(str, torch.cuda.get_device_capability(idx))))
+    return out
+
+
+def onnxruntime_providers() -> list[str] | None:
+    try:
+        import onnxruntime
+
+        return list(onnxruntime.get_available_providers())
+    except Exception:  # noqa: BLE001 - not installed or broken: the packages entry says which
+        return None
+
+
+def fingerprint(device: str = "cpu") -> dict:
+    """Versions, hardware and settings that decide what a number means."""
+    import torch
 
     fp = {
         "rtbench": rtbench.__version__,
         "git_commit": git_commit(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        **cpu_info(),
         "torch": torch.__version__,
         "packages": packages(),
+        "onnxruntime_providers": onnxruntime_providers(),
         "env": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
         "device": device,
-        "cuda_available": torch.cuda.is_available(),
+        **torch_gpu_info(device),
+        "nvml": nvml_info(device),
+        "executable": sys.executable,
     }
-    if torch.cuda.is_available():
-        idx = torch.device(device).index or 0 if device.startswith("cuda") else 0
-        fp.update({
-            "gpu": torch.cuda.get_device_name(idx),
-            "gpu_count": torch.cuda.device_count(),
-            "gpu_capability": ".".join(map(str, torch.cuda.get_device_capability(idx))),
-            "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version(),
-            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-        })
-    fp["executable"] = sys.executable
     return fp

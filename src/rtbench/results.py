@@ -9,6 +9,7 @@ from rtbench import stats
 from rtbench.hardware import peak_flops
 from rtbench.spec import Sweep
 from rtbench.store import Store
+from rtbench.telemetry import mean_of
 
 BASELINE = "torch"
 KEY = ["precision", "device", "boundary", "size", "batch"]
@@ -82,6 +83,7 @@ class Run:
         row["first_call_ms"] = setup.get("first_call_ms")
         row["threads"] = c["info"].get("threads")
         row["samples_ms"] = c.get("samples_ms")
+        row.update(_telemetry_columns(c.get("telemetry") or {}))
         return row
 
     def _add_speedups(self, df) -> None:
@@ -98,6 +100,14 @@ class Run:
                 continue
             s = stats.speedup(b, r["samples_ms"])
             df.loc[i, ["speedup", "speedup_low", "speedup_high"]] = s["speedup"], s["speedup_low"], s["speedup_high"]
+
+
+def _telemetry_columns(tele: dict) -> dict:
+    """GPU telemetry of one cell (telemetry.py): means over the timed loop and energy per image; NaN if absent."""
+    cols = {k: mean_of(tele, k) for k in ("power_w", "sm_clock_mhz", "temp_c", "gpu_util_pct")}
+    for k in ("joules_per_image", "images_per_joule"):
+        cols[k] = float(tele[k]) if tele.get(k) is not None else math.nan
+    return cols
 
 
 def _ran_precision(c: dict) -> str:

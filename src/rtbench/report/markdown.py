@@ -55,4 +55,18 @@ def render(run, df) -> str:
                 reason = str(r["reason"] or "").replace("|", "\\|")
                 out.append(f"| {r['runtime']} | {r['precision']} | {r['size']} | {r['batch']} | {r['status']} | {reason} |")
             out.append("")
+    out += fairness_section(run, df)
     return "\n".join(out)
+
+
+def fairness_section(run, df) -> list[str]:
+    """'Fairness warnings': what may make this comparison mislead, each with its fix."""
+    from rtbench.fairness import fairness_warnings
+
+    ws = fairness_warnings(run, df)
+    lines = ["## Fairness warnings", ""]
+    if not ws:
+        return lines + ["None: no check found a reason to distrust the comparison.", ""]
+    for w in ws:
+        lines.append(f"- **{w.code}**: {w.message} *Fix:* {w.fix}")
+    return lines + [""]

@@ -1,0 +1,170 @@
+"""Fairness warnings on hand-built runs: each check fires on the crafted case and stays quiet otherwise."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtbench.fairness import FairnessWarning, fairness_warnings
+from rtbench.results import Run
+from rtbench.spec import Sweep
+
+GOOD_TELEMETRY = {"available": True, "sm_clock_mhz": {"mean": 1975, "min": 1965, "max": 1980}, "throttled": [],
+                  "gpu_processes": {"others": [], "pids_comparable": True}, "power_w": {"mean": 400, "min": 390,
+                                                                                          "max": 410}}
+
+
+def cell(runtime="torch", precision="fp32", size=224, batch=1, device="cuda:0", boundary="compute", status="ok",
+         stats=None, setup=None, info=None, telemetry=None) -> dict:
+    st = {"n": 50, "trimmed_mean_ms": 2.0, "ci_low_ms": 1.98, "ci_high_ms": 2.02, "cv": 0.01, "capped": False,
+          "warmup_stable": True, **(stats or {})}
+    tele = GOOD_TELEMETRY if telemetry is None and device.startswith("cuda") else (telemetry or {})
+    return {"model": "resnet18", "runtime": runtime, "precision": precision, "size": size, "batch": batch,
+            "device": device, "boundary": boundary, "status": status, "reason": None, "stats": st,
+            "setup": {"session_s": 0.1, "first_call_ms": 5.0, **(setup or {})}, "parity": {},
+            "info": {"threads": 2, "tf32": precision == "tf32", **(info or {})}, "telemetry": tele,
+            "samples_ms": np.full(50, st["trimmed_mean_ms"])}
+
+
+def make_run(cells, env=None, device="cuda:0") -> Run:
+    sweep = Sweep(runtimes=tuple(dict.fromkeys(c["runtime"] for c in cells)), sizes=(224,), batches=(1,),
+                  device=device)
+    return Run("r1", "complete", "2025-01-01T00:00:00+00:00", sweep, env or {}, {"per_call_ns": 500.0}, {}, cells,
+               Path("."))
+
+
+def codes(ws: list[FairnessWarning]) -> list[str]:
+    return [w.code for w in ws]
+
+
+def by_code(ws, code) -> FairnessWarning:
+    (w,) = [w for w in ws if w.code == code]
+    return w
+
+
+def test_a_clean_run_has_no_warnings():
+    run = make_run([cell(), cell(runtime="onnxruntime"), cell(batch=16)])
+    assert fairness_warnings(run, run.to_pandas()) == []
+
+
+def test_tf32_in_an_fp32_cell_is_flagged_but_not_in_a_tf32_cell():
+    run = make_run([cell(), cell(runtime="onnxruntime", info={"tf32": True}), cell(precision="tf32")])
+    w = by_code(fairness_warnings(run), "tf32-in-fp32")
+    assert w.cells == ["onnxruntime fp32 224px b1"]
+    assert "TF32" in w.fix and w.message
+
+
+@pytest.mark.parametrize("value, fires", [("1", True), ("0", False), ("", False)])
+def test_an_environment_that_forces_tf32_is_flagged(value, fires):
+    run = make_run([cell(), cell(precision="tf32")], env={"env": {"NVIDIA_TF32_OVERRIDE": value}})
+    ws = fairness_warnings(run)
+    assert ("tf32-forced" in codes(ws)) is fires
+    if fires:
+        assert by_code(ws, "tf32-forced").cells == ["torch fp32 224px b1"]
+
+
+def test_mixed_boundaries_are_flagged():
+    run = make_run([cell(), cell(runtime="onnxruntime", boundary="end-to-end")])
+    w = by_code(fairness_warnings(run), "mixed-boundaries")
+    assert "compute: torch" in w.message and "end-to-end: onnxruntime" in w.message
+    assert "--boundary" in w.fix
+
+
+@pytest.mark.parametrize("cells, fires, flagged", [
+    ([cell(), cell(runtime="torch-cudagraph", info={"cuda_graph": True})], True, ["torch-cudagraph fp32 224px b1"]),
+    ([cell(), cell(runtime="onnxruntime", info={"cuda_graph": True})], True, ["onnxruntime fp32 224px b1"]),
+    ([cell(), cell(runtime="torch-compile", info={"compile_mode": "reduce-overhead"})], True,
+     ["torch-compile fp32 224px b1"]),
+    ([cell(), cell(runtime="torch-compile", info={"compile_mode": "max-autotune-no-cudagraphs"})], False, []),
+    ([cell(runtime="torch-cudagraph"), cell(runtime="onnxruntime-cudagraph")], False, []),
+])
+def test_cuda_graphs_on_one_side_only(cells, fires, flagged):
+    ws = fairness_warnings(make_run(cells))
+    assert ("cuda-graphs-one-side" in codes(ws)) is fires
+    if fires:
+        assert by_code(ws, "cuda-graphs-one-side").cells == flagged
+
+
+def test_capped_noisy_cold_and_unstable_cells():
+    run = make_run([
+        cell(batch=1, stats={"capped": True}),
+        cell(batch=2, stats={"cv": 0.08}),
+        cell(batch=4, stats={"cv": 0.049}),
+        cell(batch=8, setup={"first_call_ms": 50.0}),  # 25x the 2 ms trimmed mean
+        cell(batch=16, setup={"first_call_ms": 15.0}),  # 7.5x: fine
+        cell(batch=32, stats={"warmup_stable": False}),
+    ])
+    ws = fairness_warnings(run)
+    assert by_code(ws, "capped").cells == ["torch fp32 224px b1"] and "--max-time" in by_code(ws, "capped").fix
+    assert by_code(ws, "noisy").cells == ["torch fp32 224px b2"] and "8%" in by_code(ws, "noisy").message
+    assert by_code(ws, "cold-start").cells == ["torch fp32 224px b8"] and "25x" in by_code(ws, "cold-start").message
+    assert by_code(ws, "warmup-unstable").cells == ["torch fp32 224px b32"]
+    assert sorted(codes(ws)) == ["capped", "cold-start", "noisy", "warmup-unstable"]
+
+
+def test_failed_cells_are_not_judged():
+    run = make_run([cell(), cell(batch=2, status="failed", stats={"capped": True, "cv": 0.5})])
+    assert fairness_warnings(run) == []
+
+
+def test_clock_spread_and_throttle_reasons_are_flagged():
+    spread = {**GOOD_TELEMETRY, "sm_clock_mhz": {"mean": 1800, "min": 1500, "max": 1980}}
+    throttled = {**GOOD_TELEMETRY, "throttled": ["sw_power_cap"]}
+    idle = {**GOOD_TELEMETRY, "reasons": ["gpu_idle"]}
+    run = make_run([cell(batch=1, telemetry=spread), cell(batch=2, telemetry=throttled), cell(batch=4, telemetry=idle)])
+    w = by_code(fairness_warnings(run), "clocks-changed")
+    assert w.cells == ["torch fp32 224px b1", "torch fp32 224px b2"]
+    assert "1500-1980 MHz" in w.message and "sw_power_cap" in w.message and "nvidia-smi -lgc" in w.fix
+
+
+def test_another_gpu_process_during_a_cell_or_at_run_start():
+    busy = {**GOOD_TELEMETRY, "gpu_processes": {"others": [{"pid": 4242, "used_mib": 900.0}], "pids_comparable": True}}
+    run = make_run([cell(), cell(batch=2, telemetry=busy)])
+    w = by_code(fairness_warnings(run), "gpu-shared")
+    assert w.cells == ["torch fp32 224px b2"] and "4242" in w.message and "nvidia-smi" in w.fix
+    env = {"nvml": {"device_processes": {"others": [{"pid": 77, "used_mib": 1.0}], "pids_comparable": True}}}
+    w = by_code(fairness_warnings(make_run([cell()], env=env)), "gpu-shared")
+    assert "at run start" in w.message and "77" in w.message
+    # pids from another namespace: rtbench's own contexts are allowed for
+    own = {**GOOD_TELEMETRY, "gpu_processes": {"others": [{"pid": 1}, {"pid": 2}], "pids_comparable": False}}
+    assert "gpu-shared" not in codes(fairness_warnings(make_run([cell(telemetry=own)])))
+
+
+def test_gpu_cells_without_telemetry_say_so_cpu_cells_need_none():
+    missing = {"available": False, "reason": "not available: NVML could not start (NVML Shared Library Not Found)"}
+    w = by_code(fairness_warnings(make_run([cell(telemetry=missing)])), "telemetry-unavailable")
+    assert "NVML Shared Library Not Found" in w.message and "nvidia-ml-py" in w.fix
+    assert fairness_warnings(make_run([cell(device="cpu")], device="cpu")) == []
+
+
+def test_df_limits_the_warnings_to_its_cells():
+    run = make_run([cell(stats={"capped": True}), cell(batch=2, stats={"capped": True})])
+    df = run.to_pandas()
+    assert by_code(fairness_warnings(run, df[df["batch"] == 2]), "capped").cells == ["torch fp32 224px b2"]
+
+
+def test_the_markdown_report_lists_warnings_with_their_fix():
+    from rtbench.report.markdown import render
+
+    run = make_run([cell(), cell(runtime="torch-cudagraph", info={"cuda_graph": True}, stats={"capped": True})])
+    md = render(run, run.to_pandas())
+    section = md.split("## Fairness warnings", 1)[1]
+    assert "**cuda-graphs-one-side**" in section and "**capped**" in section
+    assert section.count("*Fix:*") == 2
+    clean = make_run([cell()])
+    assert "## Fairness warnings\n\nNone" in render(clean, clean.to_pandas())
+
+
+def test_rtbench_run_prints_the_warnings_the_report_lists(cli, tmp_path):
+    """A real tiny CPU run whose CI target cannot be met: 'capped' in the terminal and in report.md alike."""
+    import re
+
+    r = cli("run", "--runtimes", "torch", "--sizes", "32", "--batches", "1", "--device", "cpu", "--max-time", "0.05",
+            "--ci-target", "0.0001", "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    terminal = re.findall(r"^warning (\S+):", r.stdout, flags=re.M)
+    assert "capped" in terminal and "fix: Raise --max-time" in r.stdout
+    (report,) = (tmp_path / "out").glob("*/report.md")
+    section = report.read_text().split("## Fairness warnings", 1)[1]
+    assert re.findall(r"^- \*\*(\S+)\*\*:", section, flags=re.M) == terminal

@@ -1,0 +1,196 @@
+"""Telemetry: the NVML sampler's arithmetic with a scripted fake NVML, and the real no-NVML path here."""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+import pytest
+
+from fake_nvml import FakeNVML
+from rtbench import telemetry
+from rtbench.telemetry import Sampler, decode_reasons
+
+
+class Ticks:
+    """A clock that returns scripted times."""
+
+    def __init__(self, *ts):
+        self.ts = list(ts)
+
+    def __call__(self):
+        return self.ts.pop(0)
+
+
+def sampled(nvml, clock, manual: int, interval_s: float = 60.0) -> Sampler:
+    """start, ``manual`` samples taken by hand, stop (the thread sleeps for ``interval_s``, so never samples)."""
+    s = Sampler("cuda:0", interval_s=interval_s, nvml=nvml, clock=clock)
+    s.start()
+    for _ in range(manual):
+        s.sample()
+    s.stop()
+    return s
+
+
+def test_decode_reasons_names_every_bit_and_keeps_unknown_ones():
+    assert decode_reasons(0) == []
+    assert decode_reasons(0x1 | 0x4 | 0x40) == ["gpu_idle", "sw_power_cap", "hw_thermal_slowdown"]
+    assert decode_reasons(0x8 | 0x10000) == ["hw_slowdown", "unknown_0x10000"]
+
+
+def test_summary_means_energy_and_joules_per_image():
+    # clock: t0=0 (start), start sample 0, two manual samples 1 and 2, stop sample 3, t1 = 3
+    nvml = FakeNVML(power_mw=[200_000, 300_000, 400_000, 500_000], sm_mhz=[1980, 1980, 1755, 1980],
+                    energy_mj=[5_000_000, 5_120_000])
+    s = sampled(nvml, Ticks(0.0, 0.0, 1.0, 2.0, 3.0, 3.0), manual=2)
+    out = s.summary(calls=30, batch=4)
+    assert out["available"] is True and out["samples"] == 4
+    assert out["power_w"] == {"mean": 350.0, "min": 200.0, "max": 500.0}
+    assert out["sm_clock_mhz"]["min"] == 1755 and out["sm_clock_mhz"]["max"] == 1980
+    assert out["energy_j"] == pytest.approx(120.0) and out["energy_source"] == "counter"
+    assert out["images"] == 120
+    assert out["joules_per_image"] == pytest.approx(1.0)
+    assert out["images_per_joule"] == pytest.approx(1.0)
+    # trapezoids over 0..3 s of 200, 300, 400, 500 W
+    assert out["energy_j_from_power"] == pytest.approx(250 + 350 + 450)
+    assert out["duration_s"] == pytest.approx(3.0)
+
+
+def test_warmup_samples_are_left_out_of_clocks_and_reasons_but_not_energy():
+    nvml = FakeNVML(sm_mhz=[900, 1980, 1980, 1980], reasons=[0x4, 0, 0, 0x1])
+    s = sampled(nvml, Ticks(0.0, 0.0, 1.0, 2.0, 3.0, 3.0), manual=2)
+    whole = s.summary()
+    timed = s.summary(skip_s=0.5)
+    assert whole["sm_clock_mhz"]["min"] == 900 and whole["throttled"] == ["sw_power_cap"]
+    assert timed["samples"] == 3 and timed["samples_skipped"] == 1
+    assert timed["sm_clock_mhz"]["min"] == 1980
+    assert timed["reasons"] == ["gpu_idle"] and timed["throttled"] == []
+    assert timed["reason_samples"] == {"gpu_idle": 1}
+    assert timed["energy_j"] == whole["energy_j"] == pytest.approx(50.0)
+
+
+def test_energy_falls_back_to_power_samples_without_the_counter():
+    nvml = FakeNVML(power_mw=[100_000], energy_mj=[None])
+    out = sampled(nvml, Ticks(0.0, 0.0, 2.0, 2.0), manual=0).summary(calls=10, batch=1)
+    assert out["energy_source"] == "power_samples"
+    assert out["energy_j"] == pytest.approx(200.0)
+    assert out["joules_per_image"] == pytest.approx(20.0)
+
+
+def test_unsupported_queries_leave_their_metric_out():
+    nvml = FakeNVML(temp_c=[None], reasons=[None])
+    out = sampled(nvml, Ticks(0.0, 0.0, 1.0, 1.0), manual=0).summary()
+    assert "temp_c" not in out and out["reasons"] == []
+    assert out["power_w"]["mean"] == 300.0
+    assert math.isnan(telemetry.mean_of(out, "temp_c")) and telemetry.mean_of(out, "power_w") == 300.0
+
+
+def test_the_background_thread_samples_at_its_interval():
+    s = Sampler("cuda:0", interval_s=0.01, nvml=FakeNVML())
+    with s:
+        time.sleep(0.25)
+    n = s.summary()["samples"]
+    assert 10 <= n <= 0.25 / 0.01 + 3  # start + ~25 thread samples + stop; a loaded CI machine may lag
+    assert s._thread is None  # joined
+
+
+def test_other_gpu_processes_are_listed_ours_are_not():
+    me, parent = os.getpid(), os.getppid()
+    nvml = FakeNVML(procs=[[(me, 2**30), (4242, 3 * 2**30)], [(me, 2**30), (4343, 2**20), (4242, 3 * 2**30)]])
+    out = sampled(nvml, Ticks(0.0, 0.0, 1.0, 1.0), manual=0).summary()
+    procs = out["gpu_processes"]
+    assert procs["pids_comparable"] is True
+    assert [p["pid"] for p in procs["others"]] == [4242, 4343]  # seen at start, then new at the end
+    assert procs["others"][0]["used_mib"] == 3072.0
+    assert telemetry.others_count(procs) == 2
+    alone = FakeNVML(procs=[[(me, 1), (parent, 1)]])
+    assert telemetry.others_count(sampled(alone, Ticks(0.0, 0.0, 1.0, 1.0), 0).summary()["gpu_processes"]) == 0
+
+
+def test_host_pids_in_a_container_allow_for_rtbench_own_contexts(monkeypatch):
+    monkeypatch.setattr(telemetry, "_holds_context", lambda: True)
+    two = telemetry.compute_processes(FakeNVML(procs=[[(10, 1), (11, 1)]]), "h")
+    assert two["pids_comparable"] is False and telemetry.others_count(two) == 0
+    three = telemetry.compute_processes(FakeNVML(procs=[[(10, 1), (11, 1), (12, 1)]]), "h")
+    assert telemetry.others_count(three) == 1
+
+
+def test_timed_summary_counts_warmup_and_timed_calls():
+    from rtbench.timing import Timing
+
+    timing = Timing(np.ones(40), np.ones(40), warmup_calls=10, warmup_s=0.0, warmup_stable=True, timed_s=1.0,
+                    capped=False, clock="host")
+    s = sampled(FakeNVML(energy_mj=[0, 10_000]), Ticks(0.0, 0.0, 1.0, 1.0), manual=0)
+    out = telemetry.timed_summary(s, timing, batch=2)
+    assert out["calls"] == 50 and out["images"] == 100 and out["joules_per_image"] == pytest.approx(0.1)
+    assert telemetry.timed_summary(None, timing, 2) == {}
+    assert telemetry.for_device("cpu") is None
+
+
+real_nvml = telemetry.load_nvml()[0] is not None
+
+
+@pytest.mark.skipif(real_nvml, reason="NVML works here: the no-NVML path cannot be seen")
+def test_without_nvml_the_sampler_says_not_available():
+    mod, why = telemetry.load_nvml()
+    assert mod is None and why.startswith("not available:")
+    s = Sampler("cuda:0")
+    with s:
+        pass
+    out = s.summary(calls=10, batch=1)
+    assert out == {"available": False, "reason": why}
+    assert s.rows == []
+
+
+def test_engine_stores_the_sampler_summary_and_results_expose_it(tmp_path, monkeypatch):
+    """The engine wraps the timed loop in the device's sampler and stores its summary with the cell."""
+    from rtbench.engine import Engine
+    from rtbench.results import Run
+    from rtbench.spec import Sweep, TimingPolicy
+    from rtbench.store import Store
+
+    made = []
+
+    def fake_for_device(device, **kw):
+        made.append(Sampler(device, interval_s=0.005, nvml=FakeNVML(energy_mj=[0, 3_000_000])))
+        return made[-1]
+
+    monkeypatch.setattr(telemetry, "for_device", fake_for_device)
+    policy = TimingPolicy(warmup_min_calls=5, warmup_min_s=0.0, min_calls=50, min_time_s=0.05, max_time_s=0.1,
+                          max_calls=500)
+    sweep = Sweep(runtimes=("null",), sizes=(32,), batches=(3,), policy=policy)
+    store = Store(tmp_path)
+    store.create_run("r1", sweep.to_dict(), {}, {}, {})
+    Engine(sweep, store, "r1", tmp_path, {}).run()
+    store.close()
+    run = Run.load("r1", tmp_path)
+    (cell,) = run.cells
+    tele = cell["telemetry"]
+    calls = cell["stats"]["warmup_calls"] + cell["stats"]["n"]
+    assert len(made) == 1 and tele["available"] and tele["samples"] + tele["samples_skipped"] >= 2
+    assert tele["calls"] == calls and tele["images"] == 3 * calls
+    row = run.to_pandas().iloc[0]
+    assert row["joules_per_image"] == pytest.approx(3000.0 / (3 * calls))
+    assert row["power_w"] == 300.0 and row["sm_clock_mhz"] == 1980 and row["gpu_util_pct"] == 100
+    assert row["images_per_joule"] == pytest.approx(3 * calls / 3000.0)
+
+
+def test_cpu_cells_have_no_telemetry_and_nan_columns(tmp_path):
+    from rtbench.engine import Engine
+    from rtbench.results import Run
+    from rtbench.spec import Sweep, TimingPolicy
+    from rtbench.store import Store
+
+    policy = TimingPolicy(warmup_min_calls=2, warmup_min_s=0.0, min_calls=20, min_time_s=0.02, max_time_s=0.05,
+                          max_calls=200)
+    sweep = Sweep(runtimes=("null",), sizes=(32,), batches=(1,), policy=policy)
+    store = Store(tmp_path)
+    store.create_run("r1", sweep.to_dict(), {}, {}, {})
+    Engine(sweep, store, "r1", tmp_path, {}).run()
+    store.close()
+    run = Run.load("r1", tmp_path)
+    assert run.cells[0]["telemetry"] == {}
+    row = run.to_pandas().iloc[0]
+    for col in ("power_w", "joules_per_image", "images_per_joule", "sm_clock_mhz", "temp_c", "gpu_util_pct"):
+        assert math.isnan(row[col]), col
