@@ -99,16 +99,15 @@ def report(run_id: str = typer.Argument(..., help="The run to render."),
            lang: str = typer.Option("en", help="Report language: en or ru."),
            format: str = typer.Option("md,html", "--format", help="Comma-separated: md, html, csv, json.")):
     """Re-render a run's report from the store alone (into <out>/<run-id>/)."""
-    from rtbench.report import parse_formats, write_report
+    from rtbench.report import REPORT_FILES, parse_formats, write_report
     from rtbench.report.i18n import translator
     from rtbench.results import Run
 
     translator(lang)  # bad --lang / --format fail before the store is read
     fmts = parse_formats(format)
     path = write_report(Run.load(run_id, out), lang=lang, formats=fmts)
-    console.print(f"report: {path}")
-    for other in sorted(p for p in path.parent.iterdir() if p.is_file() and p != path):
-        console.print(f"        {other}")
+    for f in fmts:
+        console.print(f"report: {path.parent / REPORT_FILES[f]}")
 
 
 @app.command()

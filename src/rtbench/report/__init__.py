@@ -8,6 +8,7 @@ from rtbench.errors import UserError
 
 FORMATS = ("md", "html", "csv", "json")
 DEFAULT_FORMATS = ("md", "html")
+REPORT_FILES = {"md": "report.md", "html": "report.html", "csv": "cells.csv", "json": "cells.json"}
 
 
 def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
@@ -49,15 +50,15 @@ def write_report(run, *, lang: str = "en", formats: str | Iterable[str] = DEFAUL
             for b in blocks:
                 if getattr(b, "kind", "") == "image":
                     (d / b.path).write_bytes(b.png)
-            written.append(d / "report.md")
+            written.append(d / REPORT_FILES["md"])
             written[-1].write_text(to_markdown(blocks), encoding="utf-8")
         if "html" in fmts:
             from rtbench.report.html import to_html
 
-            written.append(d / "report.html")
+            written.append(d / REPORT_FILES["html"])
             written[-1].write_text(to_html(blocks, lang), encoding="utf-8")
     if "csv" in fmts:
-        written.append(export.write_csv(df, d / "cells.csv"))
+        written.append(export.write_csv(df, d / REPORT_FILES["csv"]))
     if "json" in fmts:
-        written.append(export.write_json(run, df, d / "cells.json"))
+        written.append(export.write_json(run, df, d / REPORT_FILES["json"]))
     return written[0]

@@ -153,6 +153,7 @@ MESSAGES: dict[str, dict[str, str]] = {
                             "{gain:.0%} прироста FPS или ДИ FPS пересекаются."},
     "c_sat_at": {"en": "{batch} (next {gain:+.0%})", "ru": "{batch} (далее {gain:+.0%})"},
     "c_sat_overlap": {"en": "{batch} (next {gain:+.0%}, CIs overlap)", "ru": "{batch} (далее {gain:+.0%}, ДИ пересекаются)"},
+    "c_sat_one": {"en": "only batch {batch} measured", "ru": "измерен только batch {batch}"},
     "c_sat_grows": {"en": "still growing at {batch} (+{gain:.0%})", "ru": "растёт до {batch} (+{gain:.0%})"},
     "c_size_h": {"en": "Effect of input size", "ru": "Влияние размера изображения"},
     "c_size_line": {"en": "**{rt}** (batch {batch}): from {lo}×{lo} to {hi}×{hi} px ({px:.1f}× the pixels) FPS "

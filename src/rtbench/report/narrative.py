@@ -69,7 +69,8 @@ def saturation_text(s: c.Saturation | None, _: Callable[..., str]) -> str:
     if s is None:
         return _("c_nodata")
     if not s.saturated:
-        return _("c_sat_grows", batch=s.batch, gain=s.next_gain) if not math.isnan(s.next_gain) else str(s.batch)
+        return _("c_sat_one", batch=s.batch) if math.isnan(s.next_gain) else _("c_sat_grows", batch=s.batch,
+                                                                                  gain=s.next_gain)
     return _("c_sat_overlap" if s.overlap else "c_sat_at", batch=s.batch, gain=s.next_gain)
 
 
@@ -117,7 +118,7 @@ def recommendation_blocks(df: pd.DataFrame, _: Callable[..., str]) -> list[Block
         rt, why = big[0], _("c_rec_lead", k=big[1], n=len(verdicts[large]), batch=reg[large])
     else:
         rt, why = _fallback_runtime(df), _("c_rec_nsd", batch=reg[large])
-    s = c.throughput_pick(df, rt) if rt else None
+    s = c.throughput_pick(df, rt) if rt and c.measured(df)["batch"].nunique() > 1 else None
     if s is not None:
         key = "c_rec_throughput" if s.saturated else "c_rec_throughput_grow"
         lines.append(_(key, why=why, rt=rt, batch=s.batch, size=s.size, fps=s.fps, fps_lo=s.fps_low,
