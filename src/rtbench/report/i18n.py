@@ -111,6 +111,8 @@ MESSAGES: dict[str, dict[str, str]] = {
                           "ru": "Ускорение относительно torch, размер × batch (~ = 95% ДИ включает 1)"},
     "p_throughput_latency": {"en": "Throughput vs latency ({size}×{size}; labels = batch)",
                              "ru": "Пропускная способность и задержка ({size}×{size}; метки = batch)"},
+    "peak_datasheet": {"en": "datasheet", "ru": "паспортный"},
+    "peak_measured": {"en": "measured", "ru": "измеренный"},
     "ax_size": {"en": "input size, px", "ru": "размер входа, px"},
     "ax_batch": {"en": "batch size", "ru": "batch size"},
     "ax_fps": {"en": "images / s", "ru": "изображений / с"},

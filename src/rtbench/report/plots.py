@@ -22,10 +22,12 @@ from rtbench.results import BASELINE
 DPI = 100
 
 
-def new_figure(ncols: int = 1, width: float = 7.0, height: float = 4.0) -> tuple[Figure, list]:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+def new_figure(ncols: int = 1, width: float = 7.0, height: float = 4.0, suptitle: bool = False) -> tuple[Figure, list]:
+    """A figure with fixed margins: a layout engine would double the report's rendering time."""
+    fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
+    fig.subplots_adjust(left=0.6 / width + 0.04, right=0.97, bottom=0.14, top=0.82 if suptitle else 0.9, wspace=0.28)
     for ax in axes:
         ax.grid(True, alpha=0.3)
     return fig, list(axes)
@@ -42,16 +44,24 @@ def _present(df: pd.DataFrame, runtimes: list[str]) -> list[str]:
     return [rt for rt in runtimes if (df["runtime"] == rt).any()]
 
 
-def _series(ax, df, runtimes, x: str, y: str, lo: str, hi: str, scale: pd.Series | None = None) -> int:
-    """One error-bar line per runtime (sorted by x); returns how many lines were drawn."""
+def palette(runtimes: list[str]) -> dict[str, str]:
+    """One colour per runtime, the same in every plot of the report."""
+    return {rt: f"C{i % 10}" for i, rt in enumerate(runtimes)}
+
+
+def _series(ax, df, runtimes, x: str, y: str, lo: str, hi: str, skip: str | None = None) -> int:
+    """One error-bar line per runtime (sorted by x), except ``skip``; returns how many lines were drawn."""
     drawn = 0
+    colours = palette(runtimes)
     for rt in runtimes:
+        if rt == skip:
+            continue
         g = df[df["runtime"] == rt].dropna(subset=[y]).sort_values(x)
         if g.empty:
             continue
         yv, lov, hiv = g[y].to_numpy(float), g[lo].to_numpy(float), g[hi].to_numpy(float)
         err = np.vstack([np.clip(yv - lov, 0, None), np.clip(hiv - yv, 0, None)])
-        ax.errorbar(g[x].to_numpy(), yv, yerr=np.nan_to_num(err), label=rt, marker="o", capsize=3)
+        ax.errorbar(g[x].to_numpy(), yv, yerr=np.nan_to_num(err), label=rt, marker="o", capsize=3, color=colours[rt])
         drawn += 1
     return drawn
 
@@ -68,7 +78,7 @@ def _line_plot(df, runtimes, fix: str, x: str, y: tuple[str, str, str], title: s
         return None
     m = m[m[fix] == m[fix].min()]
     fig, (ax,) = new_figure()
-    if not _series(ax, m, runtimes, x, *y):
+    if not _series(ax, m, runtimes, x, *y, skip=BASELINE if baseline_line else None):
         return None
     if baseline_line:
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
@@ -98,44 +108,40 @@ def time_per_image(df, runtimes, _) -> Figure | None:
                       _("p_time_per_image", size=m["size"].min() if len(m) else 0), _("ax_batch"), _("ax_ms_img"))
 
 
-def _speedups(df, runtimes):
-    return [rt for rt in runtimes if rt != BASELINE], measured(df).dropna(subset=["speedup"]) if "speedup" in df else df[:0]
+def _speedups(df):
+    """The measured cells that have a speedup vs torch."""
+    return measured(df).dropna(subset=["speedup"]) if "speedup" in df else df[:0]
 
 
 def speedup_vs_size(df, runtimes, _) -> Figure | None:
-    rts, m = _speedups(df, runtimes)
-    return _line_plot(m, rts, "batch", "size", ("speedup", "speedup_low", "speedup_high"),
+    m = _speedups(df)
+    return _line_plot(m, runtimes, "batch", "size", ("speedup", "speedup_low", "speedup_high"),
                       _("p_speedup_vs_size", batch=m["batch"].min() if len(m) else 1), _("ax_size"),
                       _("ax_speedup"), baseline_line=True)
 
 
 def speedup_vs_batch(df, runtimes, _) -> Figure | None:
-    rts, m = _speedups(df, runtimes)
-    return _line_plot(m, rts, "size", "batch", ("speedup", "speedup_low", "speedup_high"),
+    m = _speedups(df)
+    return _line_plot(m, runtimes, "size", "batch", ("speedup", "speedup_low", "speedup_high"),
                       _("p_speedup_vs_batch", size=m["size"].min() if len(m) else 0), _("ax_batch"),
                       _("ax_speedup"), baseline_line=True)
 
 
-def load_column(df) -> tuple[str, str] | None:
-    """The load % column to plot (datasheet peak when known, else measured) and its i18n key."""
-    for col, key in (("load_datasheet_pct", "m_load_both"), ("load_measured_pct", "m_load_meas")):
-        if col in df and df[col].notna().any():
-            return col, key
-    return None
+def load_column(df) -> str | None:
+    """The load % column to plot: against the datasheet peak when known, else the measured one."""
+    return next((c for c in ("load_datasheet_pct", "load_measured_pct") if c in df and df[c].notna().any()), None)
 
 
 def utilisation(df, runtimes, _) -> Figure | None:
     """Load % by size (smallest batch) and by batch (smallest size), with the CI carried over from the time."""
     m = measured(df)
-    which = load_column(m) if len(m) else None
-    if which is None:
+    col = load_column(m) if len(m) else None
+    if col is None:
         return None
-    col = which[0]
     m = m.assign(load_lo=m[col] * m["trimmed_mean_ms"] / m["ci_high_ms"],
                  load_hi=m[col] * m["trimmed_mean_ms"] / m["ci_low_ms"])
-    fig, axes = new_figure(2, width=10)
-    label = "datasheet" if col == "load_datasheet_pct" else "measured"
-    fig.suptitle(_("p_utilisation", which=label))
+    fig, axes = new_figure(2, width=10, suptitle=True)
+    fig.suptitle(_("p_utilisation", which=_("peak_datasheet" if col == "load_datasheet_pct" else "peak_measured")))
     panels = [(axes[0], "batch", "size", _("ax_by_size", batch=m["batch"].min()), _("ax_size")),
               (axes[1], "size", "batch", _("ax_by_batch", size=m["size"].min()), _("ax_batch"))]
     for ax, fix, x, title, xlabel in panels:
@@ -171,14 +177,14 @@ def latency_distribution(df, runtimes, _) -> Figure | None:
 
 def speedup_heatmap(df, runtimes, _) -> Figure | None:
     """Speedup vs torch over size x batch, one panel per runtime; missing cells are left blank."""
-    rts, m = _speedups(df, runtimes)
-    rts = _present(m, rts)
+    m = _speedups(df)
+    rts = _present(m, [rt for rt in runtimes if rt != BASELINE])
     if not rts:
         return None
     sizes, batches = sorted(df["size"].unique()), sorted(df["batch"].unique())
     vals = m["speedup"].to_numpy(float)
     norm = TwoSlopeNorm(1.0, vmin=min(vals.min(), 0.95), vmax=max(vals.max(), 1.05))
-    fig, axes = new_figure(len(rts), width=max(5.0, 4.2 * len(rts)), height=3.8)
+    fig, axes = new_figure(len(rts), width=max(5.0, 4.2 * len(rts)), height=3.8, suptitle=True)
     fig.suptitle(_("p_speedup_heatmap"))
     for ax, rt in zip(axes, rts):
         grid = np.full((len(sizes), len(batches)), np.nan)
@@ -207,6 +213,7 @@ def throughput_latency(df, runtimes, _) -> Figure | None:
     size = m["size"].min()
     m = m[m["size"] == size]
     fig, (ax,) = new_figure()
+    colours = palette(runtimes)
     for rt in runtimes:
         g = m[m["runtime"] == rt].sort_values("batch")
         if g.empty:
@@ -214,7 +221,8 @@ def throughput_latency(df, runtimes, _) -> Figure | None:
         x, y = g["trimmed_mean_ms"].to_numpy(float), g["fps"].to_numpy(float)
         xerr = np.vstack([x - g["ci_low_ms"].to_numpy(float), g["ci_high_ms"].to_numpy(float) - x])
         yerr = np.vstack([y - g["fps_low"].to_numpy(float), g["fps_high"].to_numpy(float) - y])
-        ax.errorbar(x, y, xerr=np.clip(xerr, 0, None), yerr=np.clip(yerr, 0, None), label=rt, marker="o", capsize=3)
+        ax.errorbar(x, y, xerr=np.clip(xerr, 0, None), yerr=np.clip(yerr, 0, None), label=rt, marker="o", capsize=3,
+                    color=colours[rt])
         for xi, yi, b in zip(x, y, g["batch"]):
             ax.annotate(str(b), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set(title=_("p_throughput_latency", size=size), xlabel=_("ax_ms"), ylabel=_("ax_fps"))
