@@ -8,6 +8,7 @@ report's own cost: loading the run, the speedup bootstraps of ``to_pandas``, 18 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -45,6 +46,7 @@ def main() -> int:
     if a.write:
         cmd = "PYTHONPATH=src python " + " ".join(sys.argv)
         section = (f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n\n- Machine: {cpu_model()}, "
+                   f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared machine), "
                    f"Python {platform.python_version()}, {platform.platform()}\n- Command: `{cmd}`\n- Result: {line}\n")
         if not a.write.exists():
             a.write.write_text("# Report rendering time\n\nThe seed grid (4 sizes x 4 batches) with 3 runtimes and 2 "

@@ -172,7 +172,7 @@ def test_rtbench_run_writes_the_report(tmp_path, cli):
     r = cli("run", "--runtimes", "torch,onnxruntime", "--sizes", "32", "--batches", "1,2", "--device", "cpu",
             "--max-time", "0.2", "--out", tmp_path)
     assert r.returncode == 0, r.stderr
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (run_dir,) = [p.parent for p in tmp_path.glob("*/report.md")]
     md = (run_dir / "report.md").read_text(encoding="utf-8")
     assert "| 32x32 | 2 |" in md and "#### Which runtime is faster?" in md
     assert (run_dir / "report.html").stat().st_size > 10_000 and any((run_dir / "images").iterdir())
