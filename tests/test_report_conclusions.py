@@ -121,3 +121,11 @@ def test_failed_cells_take_no_part():
     v = c.cell_verdict(df)
     assert v.winner == "torch" and v.runner_up is None
     assert verdict_text(v, EN) == "torch only"
+
+
+def test_a_cell_with_too_few_samples_for_a_ci_never_makes_a_win():
+    slow = {**row("torch", 224, 1, 1000.0, 0.0, speedup=(1, 1, 1)), "n": 1}
+    fast = {**row("onnxruntime", 224, 1, 2.0, 0.5, speedup=(500, 500, 500)), "n": 50}
+    v = c.cell_verdict(pd.DataFrame([slow, fast]))
+    assert v.winner == "onnxruntime" and not v.significant
+    assert verdict_text(v, EN) == "no significant difference (onnxruntime, torch)"

@@ -15,6 +15,7 @@ from rtbench.results import BASELINE
 
 MEASURED = ("ok", "mismatch")
 SATURATION_GAIN = 0.05
+MIN_SAMPLES_FOR_CI = 3  # below this a cell's "CI" is a point: it cannot support a significant difference
 
 
 @dataclass(frozen=True)
@@ -68,14 +69,24 @@ def measured(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"].isin(MEASURED)] if len(df) else df
 
 
+def has_ci(r) -> bool:
+    """Whether a cell has enough samples for its CI to mean anything (rows without ``n`` are trusted)."""
+    n = r.get("n", MIN_SAMPLES_FOR_CI)
+    return not (n is None or (isinstance(n, float) and math.isnan(n))) and n >= MIN_SAMPLES_FOR_CI
+
+
 def cell_verdict(cells: pd.DataFrame) -> Verdict | None:
-    """Verdict for the cells of one (size, batch), or None when nothing was measured."""
+    """Verdict for the cells of one (size, batch), or None when nothing was measured.
+
+    Another runtime ties with the fastest when their CIs overlap or either has too few samples for a CI.
+    """
     m = measured(cells).sort_values("trimmed_mean_ms")
     if m.empty:
         return None
     best = m.iloc[0]
     others = m.iloc[1:]
-    tied = tuple(r["runtime"] for _, r in others.iterrows() if r["ci_low_ms"] <= best["ci_high_ms"])
+    tied = tuple(r["runtime"] for _, r in others.iterrows()
+                 if r["ci_low_ms"] <= best["ci_high_ms"] or not (has_ci(r) and has_ci(best)))
     runner = others.iloc[0] if len(others) else None
     return Verdict(
         size=int(best["size"]), batch=int(best["batch"]), winner=best["runtime"],

@@ -5,6 +5,7 @@ import math
 from typing import Callable
 
 from rtbench.report.blocks import Table
+from rtbench.report.conclusions import has_ci
 from rtbench.report.i18n import translator
 from rtbench.results import BASELINE
 
@@ -46,12 +47,12 @@ def _speedup(r) -> str:
 
 
 def _winner(rows: dict) -> str | None:
-    """The fastest runtime of a row, only when its CI lies wholly below every other runtime's CI."""
+    """The fastest runtime of a row, only when its CI lies wholly below every other runtime's CI (and all have one)."""
     ok = {rt: r for rt, r in rows.items() if r is not None and r["status"] in MEASURED}
     if len(ok) < 2:
         return None
     best = min(ok, key=lambda rt: ok[rt]["trimmed_mean_ms"])
-    if all(ok[best]["ci_high_ms"] < r["ci_low_ms"] for rt, r in ok.items() if rt != best):
+    if all(has_ci(r) for r in ok.values()) and all(ok[best]["ci_high_ms"] < r["ci_low_ms"] for rt, r in ok.items() if rt != best):
         return best
     return None
 
