@@ -107,13 +107,19 @@ def print_table(r) -> None:
 
 @app.command()
 def report(run_id: str = typer.Argument(..., help="The run to render."),
-           out: str = typer.Option("rtbench-results", help=OUT_HELP)):
-    """Re-render a run's report from the store alone."""
-    from rtbench.report import write_report
+           out: str = typer.Option("rtbench-results", help=OUT_HELP),
+           lang: str = typer.Option("en", help="Report language: en or ru."),
+           format: str = typer.Option("md,html", "--format", help="Comma-separated: md, html, csv, json.")):
+    """Re-render a run's report from the store alone (into <out>/<run-id>/)."""
+    from rtbench.report import REPORT_FILES, parse_formats, write_report
+    from rtbench.report.i18n import translator
     from rtbench.results import Run
 
-    path = write_report(Run.load(run_id, out))
-    console.print(f"report: {path}")
+    translator(lang)  # bad --lang / --format fail before the store is read
+    fmts = parse_formats(format)
+    path = write_report(Run.load(run_id, out), lang=lang, formats=fmts)
+    for f in fmts:
+        console.print(f"report: {path.parent / REPORT_FILES[f]}")
 
 
 @app.command()

@@ -1,72 +1,80 @@
-"""report.md: a header that says what was timed and how, the seed's table(s), and the cells that failed."""
+"""report.md: the method section (what was timed and how) and the Markdown rendering of the report's blocks."""
 from __future__ import annotations
 
-from rtbench.report.table import MEASURED, seed_table
+from typing import Callable
+
+import pandas as pd
+
+from rtbench.report.blocks import Block, Bullets, Heading, Image, Para, Table
+
+MEASURED = ("ok", "mismatch")
 
 
-def method_lines(run) -> list[str]:
+def method_lines(run, df: pd.DataFrame, _: Callable[..., str]) -> list[str]:
+    """What was timed (model, device, boundary, precisions, threads, versions) and how (clock, warm-up, stop rule,
+    samples per cell, harness cost), and which cells were not measured."""
     s, env, h = run.sweep, run.env, run.harness
     p = s.policy
-    device = env.get("gpu") if s.device.startswith("cuda") else env.get("cpu")
-    clock = "CUDA events on the runtime's stream (host wall time with sync also stored)" if s.device.startswith(
-        "cuda") else "host wall clock (perf_counter_ns)"
-    boundary = {"compute": "compute — input already on the device, output left there (ONNX Runtime: IO binding)",
-                "end-to-end": "end-to-end — host array in, host array out, copies included"}[s.boundary]
-    meas = (run.peak.get("measured") or {})
+    cuda = s.device.startswith("cuda")
+    meas = run.peak.get("measured") or {}
     peaks = ", ".join(f"{k.split('_')[1]} {v / 1e12:.2f} TFLOP/s" for k, v in meas.items() if k.startswith("matmul_"))
-    return [
-        f"- **Model:** `{s.model}` ({s.weights} weights)",
-        f"- **Device:** {s.device} — {device}; torch threads {env.get('torch_threads')} (every runtime uses the same)",
-        f"- **Boundary:** {boundary}",
-        f"- **Precisions:** {', '.join(s.precisions)} (fp32 is strict: TF32 off)",
-        f"- **Clock:** {clock}",
-        f"- **Warm-up:** at least {p.warmup_min_calls} calls and {p.warmup_min_s:g} s, longer (up to "
-        f"{p.warmup_max_s:g} s) until the medians of the last two windows of {p.warmup_window} calls agree within "
-        f"{p.warmup_tolerance:.0%}",
-        f"- **Stop rule:** at least {p.min_calls} calls and {p.min_time_s:g} s, then until the 95% CI half-width of "
-        f"the 10% trimmed mean is under {p.ci_target:.1%} of it, or {p.max_time_s:g} s (cells marked * hit that cap)",
-        f"- **Statistic:** 10% trimmed mean ± half-width of its bootstrap 95% CI; every sample is kept in the store",
-        f"- **Harness cost:** {h.get('per_call_ns', float('nan')):.0f} ns per timed call (null runtime)",
-        f"- **Utilisation (load %):** achieved FLOP/s (torch.utils.flop_counter, 2 FLOPs per multiply-add) over "
-        f"the peak of the precision that ran: " + ("datasheet / measured" if run.peak.get("datasheet") else "measured")
-        + (f" ({peaks})" if peaks else ""),
-        f"- **Versions:** rtbench {env.get('rtbench')}, torch {env.get('torch')}, " + ", ".join(
-            f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v and k != "torch"),
+    m = df[df["status"].isin(MEASURED)] if len(df) else df
+    capped = int(m["capped"].fillna(False).astype(bool).sum()) if "capped" in m else 0
+    unstable = int((m["warmup_stable"] == False).sum()) if "warmup_stable" in m else 0  # noqa: E712 - NaN-safe
+    lines = [
+        _("m_model", model=s.model, weights=s.weights),
+        _("m_device", device=s.device, name=env.get("gpu") if cuda else env.get("cpu"), threads=env.get("torch_threads")),
+        _("m_boundary", text=_(f"b_{s.boundary}")),
+        _("m_precisions", precisions=", ".join(s.precisions)),
+        _("m_grid", runtimes=", ".join(s.runtimes), sizes=", ".join(map(str, s.sizes)),
+          batches=", ".join(map(str, s.batches))),
+        _("m_clock_cuda" if cuda else "m_clock_host"),
+        _("m_warmup", calls=p.warmup_min_calls, min_s=p.warmup_min_s, max_s=p.warmup_max_s, window=p.warmup_window,
+          tol=p.warmup_tolerance) + (_("m_warmup_unstable", n=unstable) if unstable else ""),
+        _("m_stop", calls=p.min_calls, min_s=p.min_time_s, target=p.ci_target, max_s=p.max_time_s, capped=capped),
     ]
+    if len(m) and "n" in m:
+        n = m["n"].astype(int)
+        lines.append(_("m_samples", lo=n.min(), hi=n.max(), med=int(n.median())))
+    lines += [_("m_statistic"), _("m_harness", ns=h.get("per_call_ns", float("nan"))),
+              _("m_load", which=_("m_load_both") if run.peak.get("datasheet") else _("m_load_meas"))
+              + (f" ({peaks})" if peaks else "")]
+    if len(m) and "threads" in m and m["threads"].notna().any():
+        per = m.dropna(subset=["threads"]).groupby("runtime", sort=False)["threads"].unique()
+        lines.append(_("m_threads", text="; ".join(f"{rt} {', '.join(str(int(t)) for t in v)}" for rt, v in per.items())))
+    pkgs = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v and k != "torch")
+    lines.append(_("m_versions", text=f"rtbench {env.get('rtbench')}, torch {env.get('torch')}" + (f", {pkgs}" if pkgs else "")))
+    bad = df[~df["status"].isin(MEASURED)] if len(df) else df
+    counts = bad["status"].value_counts().to_dict() if len(bad) else {}
+    lines.append(_("m_failed", text=", ".join(f"{n} {k}" for k, n in sorted(counts.items())) if counts else _("none")))
+    return lines
 
 
-def render(run, df) -> str:
-    out = [f"# rtbench report — {run.sweep.model} on {run.sweep.device}", "",
-           f"Run `{run.id}`, {run.created}, status **{run.status}**.", "", "## Method", "", *method_lines(run), ""]
-    counts = df["status"].value_counts().to_dict() if not df.empty else {}
-    out += ["## Results", "", "Cells: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())), ""]
-    runtimes = [rt for rt in run.sweep.runtimes if not df.empty and (df["runtime"] == rt).any()]
-    if not df.empty:
-        for (prec, dev, bnd), g in df.groupby(["precision", "device", "boundary"], sort=False):
-            out += [f"### {prec} · {dev} · boundary {bnd}", "", seed_table(g, runtimes)]
-        out += ["Times in ms: 10% trimmed mean ±CI half-width. ↑ = speedup vs torch (ratio of trimmed means, "
-                "95% CI). **Bold**: fastest with its CI clear of every other runtime's. ⚠ = outputs beyond the "
-                "parity tolerance.", ""]
-        bad = df[~df["status"].isin(MEASURED)]
-        if len(bad):
-            out += ["## Cells not measured", "", "| Runtime | Precision | Size | Batch | Status | Reason |",
-                    "|---|---|---|---|---|---|"]
-            for _, r in bad.iterrows():
-                reason = str(r["reason"] or "").replace("|", "\\|")
-                out.append(f"| {r['runtime']} | {r['precision']} | {r['size']} | {r['batch']} | {r['status']} | {reason} |")
-            out.append("")
-    out += fairness_section(run, df)
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table_md(t: Table) -> str:
+    """A pipe table; bold cells wrapped in ``**``."""
+    lines = ["| " + " | ".join(map(_cell, t.header)) + " |", "|" + "|".join("---" for _ in t.header) + "|"]
+    for i, row in enumerate(t.rows):
+        cells = [f"**{_cell(c)}**" if (i, j) in t.bold else _cell(c) for j, c in enumerate(row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    """The whole report as Markdown."""
+    out: list[str] = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            out += ["#" * b.level + " " + b.text, ""]
+        elif isinstance(b, Para):
+            out += [b.text, ""]
+        elif isinstance(b, Bullets):
+            out += [f"- {item}" for item in b.items] + [""]
+        elif isinstance(b, Table):
+            out += [table_md(b)]
+        elif isinstance(b, Image):
+            out += [f"![{b.alt}]({b.path})", ""]
     return "\n".join(out)
-
-
-def fairness_section(run, df) -> list[str]:
-    """'Fairness warnings': what may make this comparison mislead, each with its fix."""
-    from rtbench.fairness import fairness_warnings
-
-    ws = fairness_warnings(run, df)
-    lines = ["## Fairness warnings", ""]
-    if not ws:
-        return lines + ["None: no check found a reason to distrust the comparison.", ""]
-    for w in ws:
-        lines.append(f"- **{w.code}**: {w.message} *Fix:* {w.fix}")
-    return lines + [""]

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
+from rtbench.report.blocks import Table
+from rtbench.report.conclusions import has_ci
+from rtbench.report.i18n import translator
 from rtbench.results import BASELINE
 
 MEASURED = ("ok", "mismatch")
+TELEMETRY = (("power_w", 1), ("joules_per_image", 3), ("sm_clock_mhz", 0))
 
 
 def fmt(v, digits: int = 2) -> str:
@@ -42,39 +47,61 @@ def _speedup(r) -> str:
 
 
 def _winner(rows: dict) -> str | None:
-    """The fastest runtime of a row, only when its CI lies wholly below every other runtime's CI."""
+    """The fastest runtime of a row, only when its CI lies wholly below every other runtime's CI (and all have one)."""
     ok = {rt: r for rt, r in rows.items() if r is not None and r["status"] in MEASURED}
     if len(ok) < 2:
         return None
     best = min(ok, key=lambda rt: ok[rt]["trimmed_mean_ms"])
-    if all(ok[best]["ci_high_ms"] < r["ci_low_ms"] for rt, r in ok.items() if rt != best):
+    if all(has_ci(r) for r in ok.values()) and all(ok[best]["ci_high_ms"] < r["ci_low_ms"] for rt, r in ok.items() if rt != best):
         return best
     return None
 
 
-def seed_table(df, runtimes: list[str]) -> str:
-    """Markdown: Size, Batch, then per runtime ms (±CI half-width), FPS, speedup vs torch, ms/image, load %.
+def _measured_value(r, key: str, digits: int) -> str:
+    return fmt(r.get(key), digits) if r is not None and r["status"] in MEASURED else "–"
 
-    ``df`` holds the cells of one precision, device and boundary.
+
+def seed_rows(df, runtimes: list[str], _: Callable[..., str]) -> Table:
+    """Size, Batch, then per runtime ms (±CI half-width), FPS, speedup vs torch, ms/image, load %.
+
+    ``df`` holds the cells of one precision, device and boundary. The winner's ms and FPS are bold.
     """
     others = [rt for rt in runtimes if rt != BASELINE] if BASELINE in runtimes else []
-    head = (["Size", "Batch"] + [f"{rt} ms" for rt in runtimes] + [f"{rt} FPS" for rt in runtimes]
-            + [f"{rt} ↑" for rt in others] + [f"{rt} ms/img" for rt in runtimes] + [f"{rt} load %" for rt in runtimes])
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    head = ([_("col_size"), _("col_batch")] + [_("col_ms", rt=rt) for rt in runtimes]
+            + [_("col_fps", rt=rt) for rt in runtimes] + [_("col_speedup", rt=rt) for rt in others]
+            + [_("col_img", rt=rt) for rt in runtimes] + [_("col_load", rt=rt) for rt in runtimes])
+    table = Table(head, [])
+    n = len(runtimes)
     for (size, batch), g in df.groupby(["size", "batch"], sort=True):
         rows = {rt: (g[g["runtime"] == rt].iloc[0].to_dict() if (g["runtime"] == rt).any() else None) for rt in runtimes}
         win = _winner(rows)
-
-        def bold(rt, text):
-            return f"**{text}**" if rt == win and text not in ("–",) else text
-
         cells = [f"{size}x{size}", str(batch)]
-        cells += [bold(rt, _ms(rows[rt])) for rt in runtimes]
-        cells += [bold(rt, fmt(rows[rt].get("fps"), 1) if rows[rt] is not None and rows[rt]["status"] in MEASURED
-                       else "–") for rt in runtimes]
+        cells += [_ms(rows[rt]) for rt in runtimes]
+        cells += [_measured_value(rows[rt], "fps", 1) for rt in runtimes]
         cells += [_speedup(rows[rt]) for rt in others]
-        cells += [fmt(rows[rt].get("ms_per_image")) if rows[rt] is not None and rows[rt]["status"] in MEASURED
-                  else "–" for rt in runtimes]
+        cells += [_measured_value(rows[rt], "ms_per_image", 2) for rt in runtimes]
         cells += [_load(rows[rt]) for rt in runtimes]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        if win is not None:
+            i = runtimes.index(win)
+            table.bold |= {(len(table.rows), 2 + i), (len(table.rows), 2 + n + i)}
+        table.rows.append(cells)
+    return table
+
+
+def telemetry_rows(df, _: Callable[..., str]) -> Table | None:
+    """Runtime, precision, size, batch and whichever telemetry columns the DataFrame has (None without any)."""
+    cols = [(c, d) for c, d in TELEMETRY if c in df and df[c].notna().any()]
+    if not cols:
+        return None
+    m = df[df["status"].isin(MEASURED)].sort_values(["precision", "runtime", "size", "batch"])
+    head = [_("col_runtime"), _("col_precision"), _("col_size"), _("col_batch")] + [_(f"col_{c}") for c, _d in cols]
+    rows = [[r["runtime"], r["precision"], f"{r['size']}x{r['size']}", str(r["batch"])]
+            + [fmt(r[c], d) for c, d in cols] for _i, r in m.iterrows()]
+    return Table(head, rows)
+
+
+def seed_table(df, runtimes: list[str], lang: str = "en") -> str:
+    """The seed table as Markdown."""
+    from rtbench.report.markdown import table_md
+
+    return table_md(seed_rows(df, runtimes, translator(lang)))

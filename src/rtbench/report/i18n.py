@@ -1,0 +1,214 @@
+"""Every string of the report, in every language, in one place: a dict of message templates.
+
+A template is formatted with ``str.format``; both languages of a key take the same placeholders
+(a test checks it). ``translator(lang)`` returns the function the report's builders call.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from rtbench.errors import UserError
+
+LANGS = ("en", "ru")
+
+MESSAGES: dict[str, dict[str, str]] = {
+    # title, sections
+    "title": {"en": "rtbench report — {model} on {device}", "ru": "Отчёт rtbench — {model} на {device}"},
+    "run_line": {"en": "Run `{id}`, {created}, status **{status}**.",
+                 "ru": "Запуск `{id}`, {created}, статус **{status}**."},
+    "h_method": {"en": "Method", "ru": "Методология"},
+    "h_results": {"en": "Results", "ru": "Результаты"},
+    "h_plots": {"en": "Plots", "ru": "Графики"},
+    "h_conclusions": {"en": "Conclusions", "ru": "Выводы"},
+    "h_not_measured": {"en": "Cells not measured", "ru": "Неизмеренные ячейки"},
+    "h_fairness": {"en": "Fairness warnings", "ru": "Предупреждения о честности сравнения"},
+    "fairness_none": {"en": "None: no check found a reason to distrust the comparison.",
+                      "ru": "Нет: ни одна проверка не нашла причин не доверять сравнению."},
+    "h_telemetry": {"en": "Telemetry", "ru": "Телеметрия"},
+    "h_group": {"en": "{precision} · {device} · boundary {boundary}", "ru": "{precision} · {device} · граница {boundary}"},
+    "cells_count": {"en": "Cells: {counts}", "ru": "Ячейки: {counts}"},
+    "no_cells": {"en": "No cells were stored for this run.", "ru": "Для этого запуска не сохранено ни одной ячейки."},
+    "table_note": {
+        "en": "Times in ms: 10% trimmed mean ±CI half-width. ↑ = speedup vs torch (ratio of trimmed means, 95% CI). "
+              "**Bold**: fastest with its CI clear of every other runtime's. ⚠ = outputs beyond the parity tolerance. "
+              "* = the cell hit the time cap.",
+        "ru": "Время в мс: усечённое на 10% среднее ±полуширина ДИ. ↑ = ускорение относительно torch (отношение "
+              "усечённых средних, 95% ДИ). **Жирным**: самый быстрый, и его ДИ не пересекается с ДИ остальных. "
+              "⚠ = выходы вне допуска сверки. * = ячейка упёрлась в лимит времени."},
+    "fix": {"en": "Fix", "ru": "Как исправить"},
+    # table headers
+    "col_size": {"en": "Size", "ru": "Размер"},
+    "col_batch": {"en": "Batch", "ru": "Batch"},
+    "col_ms": {"en": "{rt} ms", "ru": "{rt} мс"},
+    "col_fps": {"en": "{rt} FPS", "ru": "{rt} FPS"},
+    "col_speedup": {"en": "{rt} ↑", "ru": "{rt} ↑"},
+    "col_img": {"en": "{rt} ms/img", "ru": "{rt} мс/изобр."},
+    "col_load": {"en": "{rt} load %", "ru": "{rt} загрузка %"},
+    "col_runtime": {"en": "Runtime", "ru": "Среда"},
+    "col_precision": {"en": "Precision", "ru": "Точность"},
+    "col_status": {"en": "Status", "ru": "Статус"},
+    "col_reason": {"en": "Reason", "ru": "Причина"},
+    "col_power_w": {"en": "Power W", "ru": "Мощность, Вт"},
+    "col_joules_per_image": {"en": "J/image", "ru": "Дж/изобр."},
+    "col_sm_clock_mhz": {"en": "SM clock MHz", "ru": "Частота SM, МГц"},
+    # method
+    "m_model": {"en": "**Model:** `{model}` ({weights} weights)", "ru": "**Модель:** `{model}` (веса: {weights})"},
+    "m_device": {"en": "**Device:** {device} — {name}; torch threads {threads} (every runtime uses the same)",
+                 "ru": "**Устройство:** {device} — {name}; потоков torch: {threads} (у всех сред одинаково)"},
+    "m_boundary": {"en": "**Boundary:** {text}", "ru": "**Граница замера:** {text}"},
+    "b_compute": {"en": "compute — input already on the device, output left there (ONNX Runtime: IO binding)",
+                  "ru": "compute — вход уже на устройстве, выход остаётся там (ONNX Runtime: IO binding)"},
+    "b_end-to-end": {"en": "end-to-end — host array in, host array out, copies included",
+                     "ru": "end-to-end — массив с хоста на вход и на хост на выходе, копирования включены"},
+    "m_precisions": {"en": "**Precisions:** {precisions} (fp32 is strict: TF32 off)",
+                     "ru": "**Точности:** {precisions} (fp32 строгая: TF32 выключен)"},
+    "m_grid": {"en": "**Grid:** runtimes {runtimes}; sizes {sizes}; batches {batches}",
+               "ru": "**Сетка:** среды {runtimes}; размеры {sizes}; batch {batches}"},
+    "m_clock_cuda": {"en": "**Clock:** CUDA events on the runtime's stream (host wall time with sync also stored)",
+                     "ru": "**Часы:** CUDA events на потоке среды (время хоста с синхронизацией тоже сохранено)"},
+    "m_clock_host": {"en": "**Clock:** host wall clock (perf_counter_ns)",
+                     "ru": "**Часы:** часы хоста (perf_counter_ns)"},
+    "m_warmup": {"en": "**Warm-up:** at least {calls} calls and {min_s:g} s, longer (up to {max_s:g} s) until the "
+                       "medians of the last two windows of {window} calls agree within {tol:.0%}",
+                 "ru": "**Прогрев:** не меньше {calls} вызовов и {min_s:g} с, дольше (до {max_s:g} с), пока медианы "
+                       "двух последних окон по {window} вызовов не совпадут в пределах {tol:.0%}"},
+    "m_warmup_unstable": {"en": "; {n} cell(s) reached the warm-up cap before the timings settled",
+                          "ru": "; в {n} ячейк(ах) прогрев упёрся в лимит, не дождавшись стабильности"},
+    "m_stop": {"en": "**Stop rule:** at least {calls} calls and {min_s:g} s, then until the 95% CI half-width of the "
+                     "10% trimmed mean is under {target:.1%} of it, or {max_s:g} s (cells marked * hit that cap: {capped})",
+               "ru": "**Правило остановки:** не меньше {calls} вызовов и {min_s:g} с, затем пока полуширина 95% ДИ "
+                     "усечённого на 10% среднего не станет меньше {target:.1%} от него, или {max_s:g} с (ячейки с * "
+                     "упёрлись в лимит: {capped})"},
+    "m_samples": {"en": "**Samples per cell:** {lo}–{hi} timed calls (median {med}); every sample is kept in the store",
+                  "ru": "**Замеров на ячейку:** {lo}–{hi} вызовов (медиана {med}); все замеры хранятся в базе"},
+    "m_statistic": {"en": "**Statistic:** 10% trimmed mean ± half-width of its bootstrap 95% CI; speedup vs torch = "
+                          "ratio of trimmed means with a bootstrap 95% CI",
+                    "ru": "**Статистика:** усечённое на 10% среднее ± полуширина его бутстреп-95% ДИ; ускорение "
+                          "относительно torch = отношение усечённых средних с бутстреп-95% ДИ"},
+    "m_harness": {"en": "**Harness cost:** {ns:.0f} ns per timed call (null runtime)",
+                  "ru": "**Накладные расходы замера:** {ns:.0f} нс на вызов (пустая среда null)"},
+    "m_load": {"en": "**Utilisation (load %):** achieved FLOP/s (torch.utils.flop_counter, 2 FLOPs per multiply-add) "
+                     "over the peak of the precision that ran: {which}",
+               "ru": "**Загрузка (load %):** достигнутые FLOP/s (torch.utils.flop_counter, 2 FLOP на умножение-"
+                     "сложение) к пику той точности, что реально работала: {which}"},
+    "m_load_both": {"en": "datasheet / measured", "ru": "паспортный / измеренный"},
+    "m_load_meas": {"en": "measured", "ru": "измеренный"},
+    "m_threads": {"en": "**Threads per runtime:** {text}", "ru": "**Потоки по средам:** {text}"},
+    "m_versions": {"en": "**Versions:** {text}", "ru": "**Версии:** {text}"},
+    "m_failed": {"en": "**Cells not measured:** {text} (reasons below)",
+                 "ru": "**Неизмеренные ячейки:** {text} (причины ниже)"},
+    "none": {"en": "none", "ru": "нет"},
+    # plots: titles and axes
+    "p_fps_vs_size": {"en": "FPS vs input size (batch {batch})", "ru": "FPS от размера входа (batch {batch})"},
+    "p_fps_vs_batch": {"en": "FPS vs batch size ({size}×{size})", "ru": "FPS от batch size ({size}×{size})"},
+    "p_time_per_image": {"en": "Time per image ({size}×{size})", "ru": "Время на 1 изображение ({size}×{size})"},
+    "p_speedup_vs_size": {"en": "Speedup vs torch by input size (batch {batch})",
+                          "ru": "Ускорение относительно torch по размеру входа (batch {batch})"},
+    "p_speedup_vs_batch": {"en": "Speedup vs torch by batch size ({size}×{size})",
+                           "ru": "Ускорение относительно torch по batch size ({size}×{size})"},
+    "p_utilisation": {"en": "Utilisation (load %, {which} peak)", "ru": "Загрузка (load %, пик: {which})"},
+    "p_latency_dist": {"en": "Latency distribution ({size}×{size}, batch {batch})",
+                       "ru": "Распределение задержки ({size}×{size}, batch {batch})"},
+    "p_speedup_heatmap": {"en": "Speedup vs torch, size × batch (~ = 95% CI includes 1)",
+                          "ru": "Ускорение относительно torch, размер × batch (~ = 95% ДИ включает 1)"},
+    "p_throughput_latency": {"en": "Throughput vs latency ({size}×{size}; labels = batch)",
+                             "ru": "Пропускная способность и задержка ({size}×{size}; метки = batch)"},
+    "peak_datasheet": {"en": "datasheet", "ru": "паспортный"},
+    "peak_measured": {"en": "measured", "ru": "измеренный"},
+    "ax_size": {"en": "input size, px", "ru": "размер входа, px"},
+    "ax_batch": {"en": "batch size", "ru": "batch size"},
+    "ax_fps": {"en": "images / s", "ru": "изображений / с"},
+    "ax_ms_img": {"en": "ms per image", "ru": "мс на изображение"},
+    "ax_ms": {"en": "latency per call, ms", "ru": "задержка вызова, мс"},
+    "ax_speedup": {"en": "speedup vs torch (×)", "ru": "ускорение относительно torch (×)"},
+    "ax_load": {"en": "load %", "ru": "загрузка %"},
+    "ax_by_size": {"en": "by size (batch {batch})", "ru": "по размеру (batch {batch})"},
+    "ax_by_batch": {"en": "by batch ({size}×{size})", "ru": "по batch ({size}×{size})"},
+    "plots_skipped": {"en": "Not drawn (one value only or no data): {names}.",
+                      "ru": "Не построены (одно значение или нет данных): {names}."},
+    "plot_note": {"en": "Error bars: 95% CI.", "ru": "Планки погрешностей: 95% ДИ."},
+    # conclusions
+    "c_best_h": {"en": "Which runtime is faster?", "ru": "Какой подход лучше?"},
+    "c_best_table": {"en": "Fastest runtime per size (small batch = {small}, large batch = {large}); × = speedup vs "
+                           "torch with its 95% CI:",
+                     "ru": "Самая быстрая среда по размерам (малый batch = {small}, большой batch = {large}); × = "
+                           "ускорение относительно torch с 95% ДИ:"},
+    "c_small": {"en": "small batch ({batch})", "ru": "малый batch ({batch})"},
+    "c_large": {"en": "large batch ({batch})", "ru": "большой batch ({batch})"},
+    "c_win": {"en": "**{rt}** {x}", "ru": "**{rt}** {x}"},
+    "c_x": {"en": "{s:.2f}× ({lo:.2f}–{hi:.2f})", "ru": "{s:.2f}× ({lo:.2f}–{hi:.2f})"},
+    "c_baseline_x": {"en": "(baseline; {margin:.2f}× faster than {other})",
+                     "ru": "(базовая; в {margin:.2f}× быстрее {other})"},
+    "c_nsd": {"en": "no significant difference ({rts})", "ru": "нет значимой разницы ({rts})"},
+    "c_alone": {"en": "{rt} only", "ru": "только {rt}"},
+    "c_nodata": {"en": "–", "ru": "–"},
+    "c_mismatch": {"en": " ⚠ outputs beyond tolerance", "ru": " ⚠ выходы вне допуска"},
+    "c_regime_sum": {"en": "{regime}: **{rt}** is significantly fastest at {k} of {n} sizes (up to {best:.2f}× vs torch).",
+                     "ru": "{regime}: **{rt}** значимо быстрее всех на {k} из {n} размеров (до {best:.2f}× к torch)."},
+    "c_regime_sum_base": {"en": "{regime}: **{rt}** is significantly fastest at {k} of {n} sizes.",
+                          "ru": "{regime}: **{rt}** значимо быстрее всех на {k} из {n} размеров."},
+    "c_regime_none": {"en": "{regime}: no runtime is significantly fastest at any size — the differences are "
+                            "inside the noise.",
+                      "ru": "{regime}: ни одна среда не быстрее значимо ни на одном размере — разница в пределах шума."},
+    "c_batch_h": {"en": "Effect of batch size", "ru": "Влияние batch size"},
+    "c_batch_intro": {"en": "Throughput stops growing at the batch shown: the next batch gives under {gain:.0%} more "
+                            "FPS, or the FPS CIs overlap.",
+                      "ru": "Пропускная способность перестаёт расти на указанном batch: следующий даёт меньше "
+                            "{gain:.0%} прироста FPS или ДИ FPS пересекаются."},
+    "c_sat_at": {"en": "{batch} (next {gain:+.0%})", "ru": "{batch} (далее {gain:+.0%})"},
+    "c_sat_overlap": {"en": "{batch} (next {gain:+.0%}, CIs overlap)", "ru": "{batch} (далее {gain:+.0%}, ДИ пересекаются)"},
+    "c_sat_one": {"en": "only batch {batch} measured", "ru": "измерен только batch {batch}"},
+    "c_sat_grows": {"en": "still growing at {batch} (+{gain:.0%})", "ru": "растёт до {batch} (+{gain:.0%})"},
+    "c_size_h": {"en": "Effect of input size", "ru": "Влияние размера изображения"},
+    "c_size_line": {"en": "**{rt}** (batch {batch}): from {lo}×{lo} to {hi}×{hi} px ({px:.1f}× the pixels) FPS "
+                          "changes {fps_lo:.1f} → {fps_hi:.1f} ({ratio:.1f}× fewer); time per image grows {t:.1f}× "
+                          "({how}).",
+                    "ru": "**{rt}** (batch {batch}): с {lo}×{lo} до {hi}×{hi} px (пикселей в {px:.1f}× больше) FPS "
+                          "меняется {fps_lo:.1f} → {fps_hi:.1f} (в {ratio:.1f}× меньше); время на изображение растёт "
+                          "в {t:.1f}× ({how})."},
+    "c_size_sub": {"en": "less than the pixel count: small inputs underuse the device",
+                   "ru": "медленнее числа пикселей: малые входы недогружают устройство"},
+    "c_size_lin": {"en": "in line with the pixel count", "ru": "пропорционально числу пикселей"},
+    "c_size_super": {"en": "faster than the pixel count", "ru": "быстрее числа пикселей"},
+    "c_size_one": {"en": "Only one input size was measured.", "ru": "Измерен только один размер входа."},
+    "c_rec_h": {"en": "Recommendation", "ru": "Рекомендация"},
+    "c_rec_latency": {"en": "For latency (batch {batch}): use **{rt}** — significantly fastest at {k} of {n} sizes.",
+                      "ru": "Для минимальной задержки (batch {batch}): **{rt}** — значимо быстрее всех на {k} из {n} "
+                            "размеров."},
+    "c_rec_latency_none": {"en": "For latency (batch {batch}): no runtime is significantly faster; the baseline "
+                                 "(torch) is as good as any measured here.",
+                           "ru": "Для минимальной задержки (batch {batch}): ни одна среда не быстрее значимо; базовый "
+                                 "torch не хуже остальных."},
+    "c_rec_nsd": {"en": "no runtime is significantly faster at batch {batch}, so the baseline",
+                  "ru": "ни одна среда не быстрее значимо при batch {batch}, поэтому базовая"},
+    "c_rec_lead": {"en": "significantly fastest at {k} of {n} sizes at batch {batch}",
+                   "ru": "значимо быстрее всех на {k} из {n} размеров при batch {batch}"},
+    "c_rec_throughput": {"en": "For throughput ({why}): **{rt}** at batch {batch} ({size}×{size}: {fps:.1f} FPS, "
+                               "{fps_lo:.1f}–{fps_hi:.1f}); the next batch adds under {gain:.0%} or nothing beyond the noise.",
+                         "ru": "Для пропускной способности ({why}): **{rt}** с batch {batch} ({size}×{size}: {fps:.1f} FPS, "
+                               "{fps_lo:.1f}–{fps_hi:.1f}); следующий batch даёт меньше {gain:.0%} или ничего сверх шума."},
+    "c_rec_throughput_grow": {"en": "For throughput ({why}): **{rt}** at the largest batch measured, {batch} ({size}×{size}: "
+                                    "{fps:.1f} FPS, {fps_lo:.1f}–{fps_hi:.1f}); throughput was still growing (by {gain:.0%} or "
+                                    "more), so try larger batches.",
+                              "ru": "Для пропускной способности ({why}): **{rt}** с наибольшим измеренным batch {batch} "
+                                    "({size}×{size}: {fps:.1f} FPS, {fps_lo:.1f}–{fps_hi:.1f}); рост не прекратился (на {gain:.0%} и больше) — "
+                                    "стоит попробовать больший batch."},
+    "c_rec_size": {"en": "Input size costs throughput as shown above: use the smallest size the accuracy allows.",
+                   "ru": "Размер входа снижает пропускную способность, как показано выше: берите наименьший размер, "
+                         "допустимый по точности."},
+    "c_rec_mismatch": {"en": "Cells marked ⚠ failed the output check: do not use those configurations before "
+                             "checking their accuracy.",
+                       "ru": "Ячейки с ⚠ не прошли сверку выходов: не используйте эти конфигурации без проверки "
+                             "точности."},
+}
+
+
+def translator(lang: str) -> Callable[..., str]:
+    """``_(key, **fields)`` in ``lang``; an unknown language raises UserError naming the choices."""
+    if lang not in LANGS:
+        raise UserError(f"unknown report language {lang!r}: use one of {', '.join(LANGS)}")
+
+    def _(key: str, **fields) -> str:
+        return MESSAGES[key][lang].format(**fields)
+
+    return _
