@@ -89,7 +89,7 @@ class Engine:
                 self._record(c, Outcome("unavailable", why))
             return
         try:
-            runtime = cls(self._model() if cls.needs_torch_module else None, self.sweep, precision, self.workdir)
+            runtime = cls(self._model() if cls.needs_model else None, self.sweep, precision, self.workdir)
         except Unsupported as e:
             for c in cells:
                 self._record(c, Outcome("unsupported", str(e)))
@@ -140,7 +140,7 @@ class Engine:
             setup["first_call_ms"] = (time.perf_counter() - t0) * 1e3
             par = {}
             if model is not None:
-                par = parity.compare(sess.fetch(), self._reference(x, cell), cell.precision)
+                par = parity.compare(sess.fetch(), self._reference(x, cell), cell.precision, model.parity_reference)
             clock = CudaEventClock(sess.stream) if sess.stream is not None else HostClock()
             timing = measure(sess.call, self.sweep.policy, clock)
         except Unsupported as e:

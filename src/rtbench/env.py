@@ -40,6 +40,20 @@ def packages() -> dict:
     return out
 
 
+def _openvino() -> dict:
+    """OpenVINO's CPU facts (its default inference precision decides whether fp32 must be forced)."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        return {}
+    try:
+        from rtbench.runtimes.openvino import cpu_facts
+
+        return {"openvino": cpu_facts()}
+    except Exception as e:  # noqa: BLE001 - the fingerprint never fails a run
+        return {"openvino": {"error": f"{type(e).__name__}: {e}"[:200]}}
+
+
 def fingerprint(device: str = "cpu") -> dict:
     """Versions, hardware and settings that decide what a number means."""
     import torch
@@ -71,5 +85,6 @@ def fingerprint(device: str = "cpu") -> dict:
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
             "tf32_cudnn": torch.backends.cudnn.allow_tf32,
         })
+    fp.update(_openvino())
     fp["executable"] = sys.executable
     return fp

@@ -16,7 +16,9 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
     package = "onnxruntime"
     precisions = ("fp32", "tf32", "fp16")
+    needs_torch_module = False  # runs an ONNX model file as given
     graph = False
+    provider = "CUDAExecutionProvider"  # the provider asked for on CUDA (subclasses: TensorRT)
 
     @classmethod
     def version(cls):
@@ -79,7 +81,7 @@ class OnnxRuntime(Runtime):
             t0 = time.perf_counter()
             sess = self.ort.InferenceSession(str(self.path), self.opts,
                                              providers=self._providers(device_index, stream))
-            want = "CUDAExecutionProvider" if self.cuda else "CPUExecutionProvider"
+            want = self.provider if self.cuda else "CPUExecutionProvider"
             got = sess.get_providers()
             if got[0] != want:
                 raise RuntimeError(f"onnxruntime fell back to {got[0]} instead of {want}")
