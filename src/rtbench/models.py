@@ -88,7 +88,7 @@ class Model:
         from torch.utils.flop_counter import FlopCounterMode
 
         x = torch.zeros(1, self.channels, size, size)
-        counter = FlopCounterMode(display=False)
+        counter = FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas())
         with torch.no_grad(), counter:
             self.module(x)
         return float(counter.get_total_flops())
@@ -105,6 +105,21 @@ class Model:
         from rtbench import onnx_file
 
         return onnx_file.reference(self.onnx_path, self.onnx_input, x)
+
+
+def _extra_flop_formulas() -> dict:
+    """Ops torch's flop counter misses: scaled-dot-product attention on the CPU (its flash kernel for CPU)."""
+    import torch
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is None:
+        return {}
+
+    def cpu_flash(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    return {op: cpu_flash}
 
 
 def check_onnx_file(path) -> None:
