@@ -50,7 +50,7 @@ class OnnxRuntime(Runtime):
         if precision not in self.precisions:
             raise Unsupported(f"onnxruntime runs fp32, tf32 and fp16 here, not {precision}")
         check_precision(self.device, precision)
-        self.path, self.setup = onnx_export(model, workdir, precision)
+        self.path, self.setup = onnx_export(model, workdir, precision, sweep.sizes)
         self.cuda = self.device.startswith("cuda")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()  # the same threads as torch, recorded

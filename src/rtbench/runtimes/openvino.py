@@ -74,7 +74,8 @@ class OpenVino(Runtime):
         self.hint = hint_for(precision, facts["cpu_capabilities"])
         self.threads = torch.get_num_threads()  # the same threads as torch, recorded
         # the precision hint does the lowering, so the fp32 model is read (an fp16 file is read as it is)
-        self.path, self.setup = onnx_export(model, workdir, "fp16" if _file_dtype(model) == "float16" else "fp32")
+        self.path, self.setup = onnx_export(model, workdir, "fp16" if _file_dtype(model) == "float16" else "fp32",
+                                            sweep.sizes)
         t0 = time.perf_counter()
         self.ov_model = core.read_model(str(self.path))
         self.setup["openvino_read_s"] = time.perf_counter() - t0
