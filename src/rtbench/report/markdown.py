@@ -15,7 +15,8 @@ def method_lines(run) -> list[str]:
     meas = (run.peak.get("measured") or {})
     peaks = ", ".join(f"{k.split('_')[1]} {v / 1e12:.2f} TFLOP/s" for k, v in meas.items() if k.startswith("matmul_"))
     return [
-        f"- **Model:** `{s.model}` ({s.weights} weights)",
+        f"- **Model:** `{s.model}` ({s.weights} weights); parity reference: " + (", ".join(sorted(
+            {c["parity"]["reference"] for c in run.cells if (c.get("parity") or {}).get("reference")})) or "PyTorch fp32"),
         f"- **Device:** {s.device} — {device}; torch threads {env.get('torch_threads')} (every runtime uses the same)",
         f"- **Boundary:** {boundary}",
         f"- **Precisions:** {', '.join(s.precisions)} (fp32 is strict: TF32 off)",

@@ -86,7 +86,7 @@ class OpenVino(Runtime):
         self.base_info = {"threads": self.threads, "device": "CPU", "performance_hint": "LATENCY",
                           "inference_precision": self.hint, "cpu_default_inference_precision": default,
                           "fp32_forced": precision == "fp32" and default != "f32", "onnx": self.path.name,
-                          "openvino": facts["version"]}
+                          "openvino": facts["version"], "parity_reference": model.parity_reference}
 
     def _compile(self, cell):
         """Reshape to the cell's static shape and compile; returns the compiled model and its seconds."""

@@ -118,6 +118,15 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
     default = False
 
     @classmethod
+    def version(cls):
+        import importlib.metadata as md
+
+        try:
+            return f"{super().version()} + TensorRT {md.version('tensorrt')}"
+        except md.PackageNotFoundError:
+            return super().version()
+
+    @classmethod
     def availability(cls, device):
         if not tensorrt_installed():
             return False, NOT_INSTALLED
