@@ -219,6 +219,11 @@ def _entry(spec: str, weights: str) -> Model:
     if weights == "pretrained":
         raise UserError(f"--weights pretrained applies to torchvision and timm models; {spec} builds its own weights: "
                         "drop --weights or load them in the function")
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path:  # `rtbench` run as a script: the current folder is importable too, last
+        sys.path.append(os.getcwd())
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
