@@ -21,7 +21,8 @@ OUT_HELP = "Output folder: holds rtbench.sqlite and one report folder per run."
 
 @app.command()
 def run(
-    model: str = typer.Option("resnet18", help="torchvision model name (random weights)."),
+    model: str = typer.Option("resnet18", help="resnet18 / torchvision:NAME, timm:NAME, path/to/model.onnx, or "
+                              "package.module:function returning an nn.Module (random weights)."),
     runtimes: str = typer.Option("", help="Comma-separated runtimes; default: every available one."),
     sizes: str = typer.Option("224,256,384,512", help="Input sizes in pixels (square)."),
     batches: str = typer.Option("1,4,8,16", help="Batch sizes."),
@@ -154,12 +155,13 @@ def list_(what: str = typer.Argument("runtimes", help="runtimes, runs or models"
 
         dev = resolve_device(device)
         t = Table(title=f"runtimes on {dev}")
-        for col in ("runtime", "version", "available", "default", "why not"):
+        for col in ("runtime", "version", "devices", "precisions", "available", "default", "why not"):
             t.add_column(col)
         for name, cls in sorted(load_all().items()):
             ok, why = cls.availability(dev)
-            t.add_row(name, cls.version() or "–", "yes" if ok else "no", "yes" if cls.default else "no", why)
-        console.print(t)
+            t.add_row(name, cls.version() or "–", ",".join(cls.devices), ",".join(cls.precisions),
+                      "yes" if ok else "no", "yes" if cls.default else "no", why)
+        (console if console.is_terminal else Console(width=240)).print(t)  # piped: full reasons, unwrapped
     elif what == "runs":
         from rtbench.results import list_runs
 

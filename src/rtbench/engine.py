@@ -100,7 +100,7 @@ class Engine:
                 self._record(c, Outcome("unavailable", why))
             return
         try:
-            runtime = cls(self._model() if cls.needs_torch_module else None, self.sweep, precision, self.workdir)
+            runtime = cls(self._model() if cls.needs_model else None, self.sweep, precision, self.workdir)
         except Unsupported as e:
             for c in cells:
                 self._record(c, Outcome("unsupported", str(e)))
@@ -151,7 +151,7 @@ class Engine:
             setup["first_call_ms"] = (time.perf_counter() - t0) * 1e3
             par = {}
             if model is not None:
-                par = parity.compare(sess.fetch(), self._reference(x, cell), cell.precision)
+                par = parity.compare(sess.fetch(), self._reference(x, cell), cell.precision, model.parity_reference)
             clock = CudaEventClock(sess.stream) if sess.stream is not None else HostClock()
             sampler = telemetry.for_device(cell.device)  # NVML in a background thread; None on the CPU
             with sampler or contextlib.nullcontext():

@@ -48,6 +48,20 @@ def packages() -> dict:
     return out
 
 
+def _openvino() -> dict:
+    """OpenVINO's CPU facts (its default inference precision decides whether fp32 must be forced)."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        return {}
+    try:
+        from rtbench.runtimes.openvino import cpu_facts
+
+        return {"openvino": cpu_facts()}
+    except Exception as e:  # noqa: BLE001 - the fingerprint never fails a run
+        return {"openvino": {"error": f"{type(e).__name__}: {e}"[:200]}}
+
+
 def cpu_info() -> dict:
     """CPU model, logical cores, the cores this process may use, and torch's thread settings."""
     import torch
@@ -143,6 +157,7 @@ def fingerprint(device: str = "cpu") -> dict:
         "device": device,
         **torch_gpu_info(device),
         "nvml": nvml_info(device),
+        **_openvino(),
         "executable": sys.executable,
     }
     return fp

@@ -7,12 +7,16 @@ import numpy as np
 TOLERANCE = {"fp32": 1e-3, "tf32": 1e-2, "fp16": 3e-2, "bf16": 8e-2}
 
 
-def compare(out: np.ndarray, ref: np.ndarray, precision: str) -> dict:
-    """Max abs error, max relative error (to the reference's scale), top-1 agreement, and a verdict."""
+def compare(out: np.ndarray, ref: np.ndarray, precision: str, against: str = "PyTorch fp32") -> dict:
+    """Max abs error, max relative error (to the reference's scale), top-1 agreement, and a verdict.
+
+    ``against`` names the reference (PyTorch fp32, or ONNX Runtime CPU for an ONNX file); it is recorded.
+    """
     out = np.asarray(out, dtype=np.float32).reshape(ref.shape[0], -1)
     ref = np.asarray(ref, dtype=np.float32).reshape(ref.shape[0], -1)
     if out.shape != ref.shape:
-        return {"ok": False, "reason": f"output shape {out.shape} differs from PyTorch's {ref.shape}"}
+        return {"ok": False, "reason": f"output shape {out.shape} differs from the reference's {ref.shape} ({against})",
+                "reference": against}
     if not np.all(np.isfinite(out)):
         return {"ok": False, "reason": "output has NaN or Inf", "max_abs": float("inf"), "max_rel": float("inf")}
     err = np.abs(out - ref)
@@ -22,15 +26,18 @@ def compare(out: np.ndarray, ref: np.ndarray, precision: str) -> dict:
     top1 = float(np.mean(out.argmax(axis=1) == ref.argmax(axis=1)))
     tol = TOLERANCE[precision]
     ok = max_rel <= tol
-    res = {"ok": ok, "max_abs": max_abs, "max_rel": max_rel, "top1_agree": top1, "tolerance": tol}
+    res = {"ok": ok, "max_abs": max_abs, "max_rel": max_rel, "top1_agree": top1, "tolerance": tol, "reference": against}
     if not ok:
-        res["reason"] = f"outputs differ from PyTorch fp32: max rel error {max_rel:.2e} > {tol:.0e} ({precision})"
+        res["reason"] = f"outputs differ from {against}: max rel error {max_rel:.2e} > {tol:.0e} ({precision})"
     return res
 
 
 def reference(model, x, device: str) -> np.ndarray:
-    """PyTorch fp32 outputs (TF32 off) for host input ``x`` on ``device``."""
+    """PyTorch fp32 outputs (TF32 off) for host input ``x`` on ``device``; ONNX Runtime CPU for an ONNX file."""
     import copy
+
+    if not getattr(model, "has_module", True):
+        return model.reference(x)
 
     import torch
 

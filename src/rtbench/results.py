@@ -76,7 +76,7 @@ class Run:
                 row["load_datasheet_pct"] = 100 * achieved / sheet if sheet else math.nan
                 row["load_measured_pct"] = 100 * achieved / meas if meas else math.nan
         par = c["parity"]
-        for k in ("max_abs", "max_rel", "top1_agree"):
+        for k in ("max_abs", "max_rel", "top1_agree", "reference"):
             row[f"parity_{k}"] = par.get(k)
         setup = c["setup"]
         row["setup_s"] = sum(v for k, v in setup.items() if k.endswith("_s"))

@@ -52,7 +52,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "col_joules_per_image": {"en": "J/image", "ru": "Дж/изобр."},
     "col_sm_clock_mhz": {"en": "SM clock MHz", "ru": "Частота SM, МГц"},
     # method
-    "m_model": {"en": "**Model:** `{model}` ({weights} weights)", "ru": "**Модель:** `{model}` (веса: {weights})"},
+    "m_model": {"en": "**Model:** `{model}` ({weights} weights); outputs checked against {reference}",
+                "ru": "**Модель:** `{model}` (веса: {weights}); выходы сверены с {reference}"},
     "m_device": {"en": "**Device:** {device} — {name}; torch threads {threads} (every runtime uses the same)",
                  "ru": "**Устройство:** {device} — {name}; потоков torch: {threads} (у всех сред одинаково)"},
     "m_boundary": {"en": "**Boundary:** {text}", "ru": "**Граница замера:** {text}"},

@@ -22,7 +22,8 @@ def method_lines(run, df: pd.DataFrame, _: Callable[..., str]) -> list[str]:
     capped = int(m["capped"].fillna(False).astype(bool).sum()) if "capped" in m else 0
     unstable = int((m["warmup_stable"] == False).sum()) if "warmup_stable" in m else 0  # noqa: E712 - NaN-safe
     lines = [
-        _("m_model", model=s.model, weights=s.weights),
+        _("m_model", model=s.model, weights=s.weights, reference=", ".join(sorted(
+            {c["parity"]["reference"] for c in run.cells if (c.get("parity") or {}).get("reference")})) or "PyTorch fp32"),
         _("m_device", device=s.device, name=env.get("gpu") if cuda else env.get("cpu"), threads=env.get("torch_threads")),
         _("m_boundary", text=_(f"b_{s.boundary}")),
         _("m_precisions", precisions=", ".join(s.precisions)),

@@ -44,7 +44,8 @@ class Runtime:
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     precisions: ClassVar[tuple[str, ...]] = PRECISIONS
     default: ClassVar[bool] = True  # part of "every available runtime"
-    needs_torch_module: ClassVar[bool] = True
+    needs_torch_module: ClassVar[bool] = True  # False: runs an ONNX model file too
+    needs_model: ClassVar[bool] = True  # False: gets model=None and no parity (the null runtime)
     install_hint: ClassVar[str] = ""
 
     def __init__(self, model, sweep: Sweep, precision: str, workdir: Path):
@@ -54,6 +55,8 @@ class Runtime:
         self.device = sweep.device
         self.workdir = Path(workdir)
         self.setup: dict = {}  # group-level setup seconds (export, build), reported with the first cell
+        if self.needs_torch_module and model is not None and not getattr(model, "has_module", True):
+            raise Unsupported(f"{self.name} needs a PyTorch module; the model is an ONNX file")
 
     @classmethod
     def availability(cls, device: str) -> tuple[bool, str]:
@@ -102,7 +105,7 @@ def get(name: str) -> type[Runtime]:
 
 def load_all() -> dict[str, type[Runtime]]:
     """Import the runtime modules (cheap: they import their engines lazily)."""
-    from rtbench.runtimes import null, onnxruntime, torch_eager  # noqa: F401
+    from rtbench.runtimes import null, onnxruntime, openvino, tensorrt, torch_eager  # noqa: F401
 
     return REGISTRY
 

@@ -62,26 +62,39 @@ def cache_dir(workdir: Path) -> Path:
     return d
 
 
-def onnx_export(model, workdir: Path, precision: str = "fp32") -> tuple[Path, dict]:
+def onnx_export(model, workdir: Path, precision: str = "fp32", sizes: tuple[int, ...] = ()) -> tuple[Path, dict]:
     """Export the model to ONNX once (dynamic batch, height, width), checked; cached in the output folder.
 
-    fp16 models are converted from the fp32 export with onnxconverter-common (inputs and outputs stay
-    fp16). Returns the path and setup seconds (zero when the cache was hit).
+    For an ONNX model file the user's file is returned as it is (an NCHW copy when its input is NHWC).
+    fp16 models are converted from the fp32 model with onnxconverter-common (inputs and outputs stay
+    fp16). ``sizes`` (the sweep's) are candidate trace sizes for a model that rejects 224x224 inputs.
+    Returns the path and setup seconds (zero when the cache was hit).
     """
-    import torch
-
-    key = hashlib.sha1(f"{model.source}:{model.name}:{torch.__version__}".encode()).hexdigest()[:10]
-    fp32_path = cache_dir(workdir) / f"{model.name}-{key}-fp32.onnx"
     setup: dict = {}
-    if not fp32_path.exists():
-        t0 = time.perf_counter()
-        _export(model, fp32_path)
-        setup["onnx_export_s"] = time.perf_counter() - t0
+    if getattr(model, "onnx_path", None) is not None:
+        from rtbench.onnx_file import file_key, nchw_path
+
+        fp32_path = nchw_path(model.onnx_path, model.onnx_input, cache_dir(workdir))
+        stem = f"{model.onnx_path.stem}-{file_key(model.onnx_path)}"
+        if model.onnx_input.dtype == "float16":  # a file in fp16 runs as fp16 only
+            if precision != "fp16":
+                raise Unsupported(f"the ONNX file takes float16 inputs: it runs as fp16 only, not {precision}")
+            return fp32_path, setup
+    else:
+        import torch
+
+        key = hashlib.sha1(f"{model.source}:{model.name}:{torch.__version__}".encode()).hexdigest()[:10]
+        stem = f"{model.name.replace(':', '_').replace('/', '_')}-{key}"
+        fp32_path = cache_dir(workdir) / f"{stem}-fp32.onnx"
+        if not fp32_path.exists():
+            t0 = time.perf_counter()
+            _export(model, fp32_path, trace_size(model, sizes))
+            setup["onnx_export_s"] = time.perf_counter() - t0
     if precision in ("fp32", "tf32"):
         return fp32_path, setup
     if precision != "fp16":
         raise Unsupported(f"ONNX models are exported in fp32 and fp16 only, not {precision}")
-    path = fp32_path.with_name(fp32_path.name.replace("-fp32", "-fp16"))
+    path = cache_dir(workdir) / f"{stem}-fp16.onnx"
     if not path.exists():
         t0 = time.perf_counter()
         _convert_fp16(fp32_path, path)
@@ -89,12 +102,18 @@ def onnx_export(model, workdir: Path, precision: str = "fp32") -> tuple[Path, di
     return path, setup
 
 
-def _export(model, path: Path) -> None:
+def trace_size(model, sizes: tuple[int, ...] = ()) -> int:
+    """The input size to trace the export at: the fixed size, else 224 or a sweep size the model takes."""
+    if model.fixed_size is not None:
+        return model.fixed_size
+    return next((s for s in (224, *sizes) if model.check_size(s) is None), 224)
+
+
+def _export(model, path: Path, size: int = 224) -> None:
     import onnx
     import torch
 
-    x = torch.randn(1, model.channels, 224 if model.fixed_size is None else model.fixed_size, 224
-                    if model.fixed_size is None else model.fixed_size)
+    x = torch.randn(1, model.channels, size, size)
     dims = {0: "batch"} if model.fixed_size else {0: "batch", 2: "height", 3: "width"}
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with torch.no_grad():

@@ -11,6 +11,7 @@ class NullRuntime(Runtime):
     name = "null"
     default = False
     needs_torch_module = False
+    needs_model = False
 
     def session(self, cell, x) -> Session:
         return Session(call=lambda: None, fetch=lambda: np.zeros(0, dtype=np.float32), info={"harness": True})

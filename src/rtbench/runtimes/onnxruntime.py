@@ -16,7 +16,9 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
     package = "onnxruntime"
     precisions = ("fp32", "tf32", "fp16")
+    needs_torch_module = False  # runs an ONNX model file as given
     graph = False
+    provider = "CUDAExecutionProvider"  # the provider asked for on CUDA (subclasses: TensorRT)
 
     @classmethod
     def version(cls):
@@ -48,7 +50,7 @@ class OnnxRuntime(Runtime):
         if precision not in self.precisions:
             raise Unsupported(f"onnxruntime runs fp32, tf32 and fp16 here, not {precision}")
         check_precision(self.device, precision)
-        self.path, self.setup = onnx_export(model, workdir, precision)
+        self.path, self.setup = onnx_export(model, workdir, precision, sweep.sizes)
         self.cuda = self.device.startswith("cuda")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()  # the same threads as torch, recorded
@@ -79,7 +81,7 @@ class OnnxRuntime(Runtime):
             t0 = time.perf_counter()
             sess = self.ort.InferenceSession(str(self.path), self.opts,
                                              providers=self._providers(device_index, stream, graph))
-            want = "CUDAExecutionProvider" if self.cuda else "CPUExecutionProvider"
+            want = self.provider if self.cuda else "CPUExecutionProvider"
             got = sess.get_providers()
             if got[0] != want:
                 raise RuntimeError(f"onnxruntime fell back to {got[0]} instead of {want}")

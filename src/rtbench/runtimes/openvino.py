@@ -1,0 +1,129 @@
+"""OpenVINO on the CPU: the shared ONNX model, reshaped to each cell's static shape and compiled for latency.
+
+Settings, recorded in Session.info: PERFORMANCE_HINT=LATENCY (per-batch timing), INFERENCE_NUM_THREADS = torch's
+thread count, and INFERENCE_PRECISION_HINT set from the asked precision. A CPU with bf16 (or fp16) units runs
+fp32 models in that lower precision by default; rtbench forces f32 for ``fp32`` and records what the CPU
+would have chosen.
+"""
+from __future__ import annotations
+
+import functools
+import time
+
+import numpy as np
+
+from rtbench.runtimes.base import Runtime, Session, Unsupported, register
+from rtbench.runtimes.common import onnx_export
+
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}  # OPTIMIZATION_CAPABILITIES entry a lower precision needs
+
+
+@functools.lru_cache(maxsize=1)
+def _core():
+    import openvino as ov
+
+    return ov.Core()
+
+
+def cpu_facts() -> dict:
+    """The CPU's default inference precision and optimisation capabilities (for the env fingerprint)."""
+    core = _core()
+    return {"version": _version(),
+            "cpu_default_inference_precision": _type_name(core.get_property("CPU", "INFERENCE_PRECISION_HINT")),
+            "cpu_capabilities": list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))}
+
+
+def _type_name(t) -> str:
+    """'f32', 'bf16', 'f16' for an openvino element type."""
+    return t.get_type_name() if hasattr(t, "get_type_name") else str(t)
+
+
+def _version() -> str:
+    import openvino as ov
+
+    return ov.get_version()
+
+
+def hint_for(precision: str, capabilities: list[str]) -> str:
+    """The INFERENCE_PRECISION_HINT for ``precision`` on a CPU with ``capabilities``; Unsupported when it has none."""
+    if precision not in HINTS:
+        raise Unsupported(f"openvino on the CPU runs fp32, bf16 and fp16 (where the CPU has them), not {precision}")
+    need = CAPABILITY.get(precision)
+    if need and need not in capabilities:
+        raise Unsupported(f"this CPU has no {precision} inference in OpenVINO (capabilities: {', '.join(capabilities)})")
+    return HINTS[precision]
+
+
+@register
+class OpenVino(Runtime):
+    """``openvino``: CPU plugin, latency hint, torch's thread count, fp32 forced where the CPU would pick bf16."""
+
+    name = "openvino"
+    package = "openvino"
+    devices = ("cpu",)
+    precisions = ("fp32", "fp16", "bf16")
+    needs_torch_module = False  # runs an ONNX model file as given
+
+    def __init__(self, model, sweep, precision, workdir):
+        super().__init__(model, sweep, precision, workdir)
+        import torch
+
+        core = _core()
+        facts = cpu_facts()
+        self.hint = hint_for(precision, facts["cpu_capabilities"])
+        self.threads = torch.get_num_threads()  # the same threads as torch, recorded
+        # the precision hint does the lowering, so the fp32 model is read (an fp16 file is read as it is)
+        self.path, self.setup = onnx_export(model, workdir, "fp16" if _file_dtype(model) == "float16" else "fp32",
+                                            sweep.sizes)
+        t0 = time.perf_counter()
+        self.ov_model = core.read_model(str(self.path))
+        self.setup["openvino_read_s"] = time.perf_counter() - t0
+        self.np_dtype = np.float16 if _file_dtype(model) == "float16" else np.float32
+        self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads,
+                       "INFERENCE_PRECISION_HINT": self.hint}
+        default = facts["cpu_default_inference_precision"]
+        self.base_info = {"threads": self.threads, "device": "CPU", "performance_hint": "LATENCY",
+                          "inference_precision": self.hint, "cpu_default_inference_precision": default,
+                          "fp32_forced": precision == "fp32" and default != "f32", "onnx": self.path.name,
+                          "openvino": facts["version"], "parity_reference": model.parity_reference}
+
+    def _compile(self, cell):
+        """Reshape to the cell's static shape and compile; returns the compiled model and its seconds."""
+        core = _core()
+        inp = self.ov_model.input(0)
+        self.ov_model.reshape({inp: [cell.batch, self.model.channels, cell.size, cell.size]})
+        t0 = time.perf_counter()
+        compiled = core.compile_model(self.ov_model, "CPU", self.config)
+        return compiled, time.perf_counter() - t0
+
+    def session(self, cell, x) -> Session:
+        fixed_batch = getattr(self.model, "meta", {}).get("fixed_batch")
+        if fixed_batch and fixed_batch != cell.batch:
+            raise Unsupported(f"the ONNX file fixes the batch at {fixed_batch}")
+        compiled, compile_s = self._compile(cell)
+        ran = _type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        info = {**self.base_info, "compile_s": compile_s, "inference_precision_ran": ran,
+                "io": "shared input tensor, outputs read from the request" if cell.boundary == "compute"
+                else "numpy in, numpy out"}
+        host = np.ascontiguousarray(x.numpy().astype(self.np_dtype))
+        req = compiled.create_infer_request()
+        out: list = [None]
+
+        if cell.boundary == "end-to-end":  # numpy in, numpy out: the copies are inside the call
+            def call():
+                out[0] = req.infer({0: host})[0]
+            return Session(call=call, fetch=lambda: np.asarray(out[0], dtype=np.float32), info=info)
+
+        import openvino as ov
+
+        req.set_input_tensor(ov.Tensor(host, shared_memory=True))  # set once; no copy per call
+
+        def call(_keep=host):
+            req.infer(share_outputs=True)
+        return Session(call=call, fetch=lambda: np.array(req.get_output_tensor(0).data, dtype=np.float32), info=info)
+
+
+def _file_dtype(model) -> str:
+    inp = getattr(model, "onnx_input", None)
+    return inp.dtype if inp is not None else "float32"
