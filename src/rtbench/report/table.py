@@ -42,12 +42,15 @@ def _speedup(r) -> str:
 
 
 def _winner(rows: dict) -> str | None:
-    """The fastest runtime of a row, only when its CI lies wholly below every other runtime's CI."""
+    """The fastest runtime of a row, only when its CI lies wholly below every other runtime's CI.
+
+    A ``mismatch`` cell (outputs beyond the parity tolerance) never wins, and it still counts as a rival.
+    """
     ok = {rt: r for rt, r in rows.items() if r is not None and r["status"] in MEASURED}
     if len(ok) < 2:
         return None
     best = min(ok, key=lambda rt: ok[rt]["trimmed_mean_ms"])
-    if all(ok[best]["ci_high_ms"] < r["ci_low_ms"] for rt, r in ok.items() if rt != best):
+    if ok[best]["status"] == "ok" and all(ok[best]["ci_high_ms"] < r["ci_low_ms"] for rt, r in ok.items() if rt != best):
         return best
     return None
 
