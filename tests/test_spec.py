@@ -46,6 +46,7 @@ def test_sweep_validation_names_the_fix(kwargs, fix):
 
 @pytest.mark.parametrize("kwargs, fix", [
     ({"min_calls": 0}, "min_calls must be at least 1"),
+    ({"min_calls": 10, "max_calls": 5}, "max_calls must be >= min_calls"),
     ({"warmup_window": 0}, "warmup_window must be at least 1"),
     ({"max_time_s": -1.0, "min_time_s": 0.0}, "max_time_s must be >= 0"),
     ({"min_time_s": 2.0, "max_time_s": 1.0}, "raise --max-time"),

@@ -181,3 +181,17 @@ def test_stop_rule_is_evaluated_rarely_for_fast_calls(monkeypatch):
     assert 0 < len(evaluations) < 0.5 / timing.CHECK_INTERVAL_S + 60
     assert len(evaluations) < n / 1000
     assert evaluations == sorted(evaluations)  # each check sees every sample so far
+
+
+def test_the_cap_never_cuts_below_min_calls():
+    # 400 ms calls against a 1 s cap: the cap is reached after 3 calls, but min_calls is a floor
+    t, _ = run(itertools.repeat(400.0), warmup_min_calls=2, warmup_min_s=0.0, warmup_tolerance=0.5,
+               min_calls=8, min_time_s=0.0, max_time_s=1.0)
+    assert len(t.samples_ms) == 8
+    assert t.timed_s == pytest.approx(3.2)
+    # constant samples meet the CI target once min_calls is reached: not capped
+    assert not t.capped
+    rng = np.random.default_rng(8)
+    t, _ = run(rng.uniform(200.0, 600.0, 1000).round(3), warmup_min_calls=2, warmup_min_s=0.0, warmup_tolerance=1.0,
+               min_calls=8, min_time_s=0.0, max_time_s=1.0)
+    assert len(t.samples_ms) == 8 and t.capped
