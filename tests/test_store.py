@@ -127,3 +127,12 @@ def test_resume_skips_measured_cells(tmp_path):
     assert all(len(c["samples_ms"]) >= 5 for c in r.cells)
     assert r.sweep.policy == FAST  # the resumed run keeps the stored policy
     assert [x["id"] for x in rtbench.results.list_runs(tmp_path)] == [run_id]
+
+
+def test_runs_are_listed_in_creation_order(tmp_path):
+    store = Store(tmp_path)
+    ids = ["b-run", "a-run", "c-run"]  # created within the same second: insertion order decides
+    for i in ids:
+        store.create_run(i, SWEEP.to_dict(), {}, {}, {})
+    assert [r["id"] for r in store.runs()] == ids
+    store.close()

@@ -96,3 +96,12 @@ def test_seed_table_semantics(table):
     assert clear[4].startswith(f"{ort.speedup:.2f} (") and 1.9 < ort.speedup < 2.1
     load = 100 * FLOPS_PER_IMAGE[32] * 1 / (ort.trimmed_mean_ms / 1e3) / PEAK["measured"]["matmul_fp32_flops"]
     assert clear[8] == f"{load:.1f}"
+
+
+def test_seed_table_without_the_baseline_has_no_speedup_columns(table):
+    _, df = table
+    text = seed_table(df[df.runtime == "onnxruntime"], ["onnxruntime"])
+    head = [c.strip() for c in text.splitlines()[0].strip("|").split("|")]
+    assert head == ["Size", "Batch", "onnxruntime ms", "onnxruntime FPS", "onnxruntime ms/img", "onnxruntime load %"]
+    assert "**" not in text  # a single runtime is never a "winner"
+    assert len(text.splitlines()) == 2 + 4
