@@ -167,7 +167,7 @@ def list_(what: str = typer.Argument("runtimes", help="runtimes, runs or models"
 
         t = Table(title=f"runs in {out}")
         for col in ("run id", "created", "status", "model", "device", "cells"):
-            t.add_column(col)
+            t.add_column(col, no_wrap=col == "run id", min_width=21 if col == "run id" else None)  # copyable ids
         for r in list_runs(out):
             t.add_row(r["id"], r["created"], r["status"], r["sweep"]["model"], r["sweep"]["device"], str(r["cells"]))
         console.print(t)

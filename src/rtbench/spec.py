@@ -19,8 +19,8 @@ class TimingPolicy:
     """How one cell is timed: warm-up until stable, then an adaptive timed loop.
 
     The timed loop stops once ``min_calls`` and ``min_time_s`` are met and the 95% CI half-width of
-    the trimmed mean is under ``ci_target`` (relative), or at ``max_time_s`` (the cell is then
-    flagged ``capped``).
+    the trimmed mean is under ``ci_target`` (relative), or at ``max_time_s`` or ``max_calls`` (the
+    cell is then flagged ``capped``). The cap never cuts a cell below ``min_calls`` samples.
     """
 
     warmup_min_calls: int = 5
@@ -41,6 +41,8 @@ class TimingPolicy:
         for name in ("warmup_min_s", "warmup_max_s", "min_time_s", "max_time_s"):
             if getattr(self, name) < 0:
                 raise UserError(f"timing policy: {name} must be >= 0 seconds (got {getattr(self, name)})")
+        if self.max_calls < self.min_calls:
+            raise UserError("timing policy: max_calls must be >= min_calls")
         if self.max_time_s < self.min_time_s:
             raise UserError("timing policy: max_time_s must be >= min_time_s; raise --max-time")
         if not 0 < self.ci_target < 1:

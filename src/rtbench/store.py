@@ -109,7 +109,7 @@ class Store:
 
     def runs(self) -> list[dict]:
         rows = self.db.execute("SELECT r.id, r.created, r.status, r.sweep, "
-                               "(SELECT COUNT(*) FROM cells c WHERE c.run_id = r.id) FROM runs r ORDER BY r.created")
+                               "(SELECT COUNT(*) FROM cells c WHERE c.run_id = r.id) FROM runs r ORDER BY r.created, r.rowid")
         return [{"id": i, "created": c, "status": s, "sweep": json.loads(sw), "cells": n} for i, c, s, sw, n in rows]
 
     # cells ------------------------------------------------------------------------------------

@@ -133,8 +133,8 @@ def measure(fn: Callable[[], None], policy: TimingPolicy, clock: Clock) -> Timin
             tm = trimmed_mean(arr)
             if tm > 0 and trimmed_mean_halfwidth(arr) / tm <= policy.ci_target:
                 break
-        if el >= policy.max_time_s or n >= policy.max_calls:
-            capped = True
+        if n >= policy.min_calls and (el >= policy.max_time_s or n >= policy.max_calls):
+            capped = True  # the cap never cuts a cell below min_calls samples
             break
         per_call = el / n if el > 0 else 0.0
         step = int(CHECK_INTERVAL_S / per_call) if per_call > 0 else n

@@ -47,12 +47,16 @@ def _speedup(r) -> str:
 
 
 def _winner(rows: dict) -> str | None:
-    """The fastest runtime of a row, only when its CI lies wholly below every other runtime's CI (and all have one)."""
+    """The fastest runtime of a row, only when its CI lies wholly below every other runtime's CI (and all have one).
+
+    A ``mismatch`` cell (outputs beyond the parity tolerance) never wins, and it still counts as a rival.
+    """
     ok = {rt: r for rt, r in rows.items() if r is not None and r["status"] in MEASURED}
     if len(ok) < 2:
         return None
     best = min(ok, key=lambda rt: ok[rt]["trimmed_mean_ms"])
-    if all(has_ci(r) for r in ok.values()) and all(ok[best]["ci_high_ms"] < r["ci_low_ms"] for rt, r in ok.items() if rt != best):
+    if (ok[best]["status"] == "ok" and all(has_ci(r) for r in ok.values())
+            and all(ok[best]["ci_high_ms"] < r["ci_low_ms"] for rt, r in ok.items() if rt != best)):
         return best
     return None
 

@@ -1,0 +1,107 @@
+"""The seed report's Markdown table against a golden file.
+
+The table is built the way a real report is: a Store filled with fixed synthetic samples (seeded numpy
+generator), read back with Run.load and Run.to_pandas. Set RTBENCH_UPDATE_GOLDEN=1 to rewrite the golden
+file after a deliberate change of the table, then review the diff.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtbench import stats
+from rtbench.report.table import seed_table
+from rtbench.results import Run
+from rtbench.spec import Sweep
+from rtbench.store import Store
+
+GOLDEN = Path(__file__).parent / "golden" / "seed_table.md"
+SWEEP = Sweep(runtimes=("torch", "onnxruntime"), sizes=(32, 64), batches=(1, 2))
+PEAK = {"device": "cpu", "name": "test cpu", "datasheet": None, "measured": {"matmul_fp32_flops": 2e11}}
+FLOPS_PER_IMAGE = {32: 3.7e7, 64: 1.5e8}
+
+# (runtime, size, batch) -> (status, reason, mean ms, sd ms, n, capped)
+CELLS = {
+    ("torch", 32, 1): ("ok", None, 10.0, 0.1, 200, False),
+    ("onnxruntime", 32, 1): ("ok", None, 5.0, 0.05, 200, False),  # clear winner: bold
+    ("torch", 32, 2): ("ok", None, 20.0, 3.0, 50, False),
+    ("onnxruntime", 32, 2): ("ok", None, 20.5, 3.0, 50, False),  # CIs overlap: no bold
+    ("torch", 64, 1): ("ok", None, 30.0, 0.3, 100, False),
+    ("onnxruntime", 64, 1): ("failed", "RuntimeError: boom", 0, 0, 0, False),
+    ("torch", 64, 2): ("ok", None, 60.0, 6.0, 100, True),  # hit the time cap: *
+    ("onnxruntime", 64, 2): ("mismatch", "max_abs 0.5 beyond 1e-4", 40.0, 0.4, 100, False),  # ⚠, never bold
+}
+
+
+def make_run(out: Path) -> Run:
+    rng = np.random.default_rng(2024)
+    store = Store(out)
+    store.create_run("golden", SWEEP.to_dict(), {"torch_threads": 2}, {"per_call_ns": 500.0}, PEAK)
+    for cell in SWEEP.cells():
+        status, reason, mean, sd, n, capped = CELLS[(cell.runtime, cell.size, cell.batch)]
+        if status == "failed":
+            store.add_cell("golden", cell, status, reason)
+            continue
+        samples = np.round(rng.normal(mean, sd, n), 4)
+        st = {**stats.summarize(samples), "capped": capped, "flops_per_image": FLOPS_PER_IMAGE[cell.size]}
+        store.add_cell("golden", cell, status, reason, (samples, samples), stats=st,
+                       parity={"ok": status == "ok"}, info={"threads": 2})
+    store.close()
+    return Run.load("golden", out)
+
+
+@pytest.fixture
+def table(tmp_path) -> tuple[str, object]:
+    run = make_run(tmp_path)
+    df = run.to_pandas()
+    return seed_table(df, list(SWEEP.runtimes)), df
+
+
+def test_seed_table_matches_golden(table):
+    text, _ = table
+    if os.environ.get("RTBENCH_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text, encoding="utf-8")
+    assert text == GOLDEN.read_text(encoding="utf-8")
+
+
+def rows(text: str) -> dict[tuple[str, str], list[str]]:
+    out = {}
+    for line in text.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        out[(cells[0], cells[1])] = cells[2:]
+    return out
+
+
+def test_seed_table_semantics(table):
+    text, df = table
+    head = [c.strip() for c in text.splitlines()[0].strip("|").split("|")]
+    assert head == ["Size", "Batch", "torch ms", "onnxruntime ms", "torch FPS", "onnxruntime FPS", "onnxruntime ↑",
+                    "torch ms/img", "onnxruntime ms/img", "torch load %", "onnxruntime load %"]
+    r = rows(text)
+    assert list(r) == [("32x32", "1"), ("32x32", "2"), ("64x64", "1"), ("64x64", "2")]
+    clear, overlap, failed, flagged = r[("32x32", "1")], r[("32x32", "2")], r[("64x64", "1")], r[("64x64", "2")]
+    # clear winner: onnxruntime's ms and FPS in bold, torch's not
+    assert clear[1].startswith("**") and clear[3].startswith("**") and "**" not in clear[0] + clear[2]
+    assert "**" not in "".join(overlap)
+    assert failed[1] == "failed" and failed[3] == "–" and failed[4] == "–" and failed[6] == "–"
+    assert flagged[0].endswith("*") and flagged[1].endswith("⚠") and "**" not in "".join(flagged)
+    # the figures are those of the DataFrame
+    ort = df[(df.runtime == "onnxruntime") & (df["size"] == 32) & (df.batch == 1)].iloc[0]
+    assert clear[1] == f"**{ort.trimmed_mean_ms:.2f} ±{(ort.ci_high_ms - ort.ci_low_ms) / 2:.2f}**"
+    assert clear[3] == f"**{ort.batch * 1000 / ort.trimmed_mean_ms:.1f}**"
+    assert clear[4].startswith(f"{ort.speedup:.2f} (") and 1.9 < ort.speedup < 2.1
+    load = 100 * FLOPS_PER_IMAGE[32] * 1 / (ort.trimmed_mean_ms / 1e3) / PEAK["measured"]["matmul_fp32_flops"]
+    assert clear[8] == f"{load:.1f}"
+
+
+def test_seed_table_without_the_baseline_has_no_speedup_columns(table):
+    _, df = table
+    text = seed_table(df[df.runtime == "onnxruntime"], ["onnxruntime"])
+    head = [c.strip() for c in text.splitlines()[0].strip("|").split("|")]
+    assert head == ["Size", "Batch", "onnxruntime ms", "onnxruntime FPS", "onnxruntime ms/img", "onnxruntime load %"]
+    assert "**" not in text  # a single runtime is never a "winner"
+    assert len(text.splitlines()) == 2 + 4
