@@ -97,7 +97,8 @@ def print_table(r) -> None:
         return
     t = Table(title=f"{r.sweep.model} · {r.sweep.device} · boundary {r.sweep.boundary} (ms: trimmed mean ±CI)")
     for col in ("runtime", "precision", "size", "batch", "ms", "FPS", "↑ torch", "ms/img", "load %"):
-        t.add_column(col, justify="right" if col not in ("runtime", "precision") else "left")
+        t.add_column(col, justify="right" if col not in ("runtime", "precision") else "left",
+                     no_wrap=col in ("runtime", "precision", "size", "batch"))
     for _, row in df.iterrows():
         d = row.to_dict()
         ok = d["status"] in ("ok", "mismatch")
