@@ -68,14 +68,16 @@ def test_run_report_and_list(cli, tmp_path):
 def test_list_runtimes(cli):
     r = cli("list", "runtimes", "--device", "cpu")
     assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    head = next([p.strip() for p in line.split("┃")[1:-1]] for line in lines if "┃ runtime" in line)
     rows = {}
-    for line in r.stdout.splitlines():
+    for line in lines:
         parts = [p.strip() for p in line.split("│")[1:-1]]
-        if len(parts) == 5 and parts[0]:
-            rows[parts[0]] = parts
-    assert rows["torch"][2] == "yes" and rows["onnxruntime"][2] == "yes"
-    assert rows["torch-cudagraph"][2] == "no" and rows["onnxruntime-cudagraph"][2] == "no"
-    assert "cuda" in rows["torch-cudagraph"][4]
+        if len(parts) == len(head) and parts[0]:
+            rows[parts[0]] = dict(zip(head, parts))
+    assert rows["torch"]["available"] == "yes" and rows["onnxruntime"]["available"] == "yes"
+    assert rows["torch-cudagraph"]["available"] == "no" and rows["onnxruntime-cudagraph"]["available"] == "no"
+    assert "cuda" in rows["torch-cudagraph"]["why not"]
 
 
 def test_env_prints_json(cli):

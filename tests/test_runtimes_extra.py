@@ -108,7 +108,7 @@ def test_onnx_file_runs_in_onnx_runtimes_and_is_unsupported_in_torch(tmp_path, n
             assert c["parity"]["max_rel"] < 1e-5
         assert rts[name][0]["stats"]["flops_per_image"] == flops > 0
     assert rts["openvino"][0]["info"]["parity_reference"].startswith("ONNX Runtime CPU fp32")
-    assert "parity reference: ONNX Runtime CPU fp32" in (run.report_dir / "report.md").read_text()
+    assert "outputs checked against ONNX Runtime CPU fp32" in (run.report_dir / "report.md").read_text()
     assert run.to_pandas()["parity_reference"].dropna().str.startswith("ONNX Runtime CPU").all()
     assert path.read_bytes()  # the user's file is read, never rewritten
     if nhwc:
