@@ -35,6 +35,7 @@ def run(
     ci_target: Optional[float] = typer.Option(None, help="Stop when the 95% CI half-width is under this fraction."),
     compile_mode: Optional[str] = typer.Option(None, help="torch.compile mode for the torch-compile runtime."),
     cudnn_search: Optional[str] = typer.Option(None, help="ONNX Runtime cuDNN conv search: EXHAUSTIVE, HEURISTIC, DEFAULT."),
+    cell_timeout: float = typer.Option(600.0, help="Seconds one cell may take before its worker is killed (status timeout)."),
 ):
     """Measure a sweep and write its report."""
     import dataclasses
@@ -63,7 +64,7 @@ def run(
     try:
         r = api.run(model=model, runtimes=runtimes or None, precision=precision, sizes=sizes, batches=batches,
                     device=device, boundary=boundary, weights=weights, out=out, resume=resume, policy=policy,
-                    options=options, on_start=on_start, progress=on_cell)
+                    options=options, on_start=on_start, progress=on_cell, cell_timeout=cell_timeout)
     except KeyboardInterrupt:
         progress.stop()
         err.print(f"interrupted: run {state.get('run_id')} marked interrupted; a partial report was written. "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from rtbench.errors import UserError
@@ -86,10 +87,34 @@ def resolve(name: str, weights: str = "random") -> Model:
         raise UserError("--model is empty: give a model name, e.g. --model resnet18")
     if name.startswith("torchvision:"):
         return _torchvision(name.split(":", 1)[1], weights)
+    if name.endswith(".onnx"):
+        check_onnx_file(name)
+        raise UserError(f"{name}: ONNX model files are not supported as --model yet; use a torchvision name "
+                        "such as resnet18")
     if ":" not in name and not name.endswith(".onnx"):
         return _torchvision(name, weights)
     raise UserError(f"unknown model source in {name!r}: use a torchvision name such as resnet18 "
                     "or torchvision:NAME")
+
+
+def check_onnx_file(path: str | Path) -> Path:
+    """The path of a complete, valid ONNX model file; a missing, empty, foreign or truncated one raises UserError."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        why = "is a folder" if p.is_dir() else "does not exist"
+        raise UserError(f"model file {p} {why}: check the path (relative paths start in the current folder)")
+    if p.stat().st_size == 0:
+        raise UserError(f"model file {p} is empty: export the model again (e.g. torch.onnx.export)")
+    import onnx
+
+    try:
+        onnx.load(str(p), load_external_data=False)  # a truncated or foreign file fails to parse here
+        onnx.checker.check_model(str(p))  # by path: models over 2 GB with external data are checked too
+    except Exception as e:  # noqa: BLE001 - protobuf, onnx and OS errors all mean the file is unusable
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"model file {p} is not a valid ONNX model ({type(e).__name__}: {first}): "
+                        "export it again (e.g. torch.onnx.export) or check the file was copied completely") from None
+    return p
 
 
 def list_models() -> list[str]:

@@ -7,8 +7,10 @@ and returns a ``Session`` whose ``call`` is what the timing loop times.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -18,6 +20,7 @@ import numpy as np
 from rtbench.spec import PRECISIONS, Cell, Sweep
 
 REGISTRY: dict[str, type["Runtime"]] = {}
+PLUGINS_ENV = "RTBENCH_PLUGINS"  # comma-separated modules that register more runtimes, imported in every process
 
 
 class Unsupported(Exception):
@@ -101,10 +104,26 @@ def get(name: str) -> type[Runtime]:
 
 
 def load_all() -> dict[str, type[Runtime]]:
-    """Import the runtime modules (cheap: they import their engines lazily)."""
+    """Import the runtime modules (cheap: they import their engines lazily), then the user's plugins."""
     from rtbench.runtimes import null, onnxruntime, torch_eager  # noqa: F401
 
+    load_plugins()
     return REGISTRY
+
+
+def load_plugins() -> None:
+    """Import the modules named in $RTBENCH_PLUGINS (and only those); each registers runtimes with @register.
+
+    Worker processes get the parent's value, so a plugin runtime runs isolated like the built-in ones.
+    """
+    from rtbench.errors import UserError
+
+    for name in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - any failure of the user's module is the user's to fix
+            raise UserError(f"{PLUGINS_ENV}: cannot import plugin module {name!r} ({type(e).__name__}: {e}): "
+                            f"fix the module or its folder on PYTHONPATH, or unset {PLUGINS_ENV}") from None
 
 
 def default_runtimes(device: str) -> tuple[str, ...]:

@@ -1,0 +1,129 @@
+"""Runtimes that exist only in the tests, to inject faults into real worker processes.
+
+Loaded in every rtbench process with ``RTBENCH_PLUGINS=faulty_runtimes`` (tests/ on the path). Each runs
+like the null runtime except at ``FAULT_BATCH`` (``fault-oom``: at every batch >= FAULT_BATCH), where
+its timed call misbehaves. The ``*-setup`` ones misbehave while the runtime is being set up.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+
+from rtbench.runtimes.base import Runtime, Session, register
+
+FAULT_BATCH = 2
+
+
+class _Faulty(Runtime):
+    default = False
+    needs_torch_module = False
+
+    def faulty(self, cell) -> bool:
+        return cell.batch == FAULT_BATCH
+
+    def fault(self) -> None:  # pragma: no cover - each subclass defines its fault
+        raise NotImplementedError
+
+    def session(self, cell, x) -> Session:
+        bad = self.faulty(cell)
+
+        def call() -> None:
+            if bad:
+                self.fault()
+
+        return Session(call=call, fetch=lambda: np.zeros(0, dtype=np.float32), info={"fault": self.name})
+
+
+@register
+class Raises(_Faulty):
+    name = "fault-raise"
+
+    def fault(self) -> None:
+        raise RuntimeError("injected failure in the runtime")
+
+
+@register
+class Segfaults(_Faulty):
+    name = "fault-segv"
+
+    def fault(self) -> None:
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@register
+class Aborts(_Faulty):
+    name = "fault-abort"
+
+    def fault(self) -> None:
+        os.abort()
+
+
+@register
+class Exits(_Faulty):
+    name = "fault-exit"
+
+    def fault(self) -> None:
+        print("fatal error: injected exit 3", flush=True)
+        os._exit(3)
+
+
+@register
+class Hangs(_Faulty):
+    name = "fault-hang"
+
+    def fault(self) -> None:
+        time.sleep(3600)
+
+
+@register
+class CudaOutOfMemory(_Faulty):
+    name = "fault-oom"
+
+    def faulty(self, cell) -> bool:
+        return cell.batch >= FAULT_BATCH
+
+    def fault(self) -> None:
+        import torch
+
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+
+
+@register
+class HostOutOfMemory(_Faulty):
+    name = "fault-memoryerror"
+
+    def faulty(self, cell) -> bool:
+        return cell.batch >= FAULT_BATCH
+
+    def fault(self) -> None:
+        raise MemoryError()
+
+
+@register
+class SetupSegfaults(_Faulty):
+    name = "fault-segv-setup"
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@register
+class SetupHangs(_Faulty):
+    name = "fault-hang-setup"
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        time.sleep(3600)
+
+
+@register
+class SetupRaises(_Faulty):
+    name = "fault-raise-setup"
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        raise RuntimeError("injected failure in runtime setup")
