@@ -68,7 +68,7 @@ def run(
     except KeyboardInterrupt:
         progress.stop()
         err.print(f"interrupted: run {state.get('run_id')} marked interrupted; a partial report was written. "
-                  f"Finish it with: rtbench run --resume {state.get('run_id')} --out {out}")
+                  f"Finish it with: rtbench run --resume {state.get('run_id')} --out {out}", soft_wrap=True)
         raise typer.Exit(130)
     finally:
         progress.stop()
@@ -182,7 +182,9 @@ def peak(device: str = typer.Option("auto", help="Device to measure."),
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns the code of a typer.Exit raised in a command
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UserError as e:
         err.print(f"rtbench: error: {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
