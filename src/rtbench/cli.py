@@ -47,7 +47,7 @@ def run(
     if max_time is not None or ci_target is not None:
         base = api.default_policy(api.resolve_device(device))
         policy = dataclasses.replace(base, **{k: v for k, v in (("max_time_s", max_time), ("ci_target", ci_target))
-                                              if v is not None}, min_time_s=min(base.min_time_s, max_time or 1e9))
+                                              if v is not None}, min_time_s=max(0.0, min(base.min_time_s, max_time or 1e9)))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("left"), TimeRemainingColumn(), console=err, transient=False)
     state = {}
@@ -192,10 +192,8 @@ def main() -> None:
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
+    except Exception as e:  # click usage errors (typer may bring its own copy of click: match by name)
+        if any(c.__name__ == "ClickException" for c in type(e).__mro__):
             err.print(f"rtbench: error: {e.format_message()}", highlight=False, soft_wrap=True)
             sys.exit(2)
         raise
