@@ -1,8 +1,9 @@
 """Runtimes that exist only in the tests, to inject faults into real worker processes.
 
-Loaded in every rtbench process with ``RTBENCH_PLUGINS=faulty_runtimes`` (tests/ on the path). Each runs
-like the null runtime except at ``FAULT_BATCH`` (``fault-oom``: at every batch >= FAULT_BATCH), where
-its timed call misbehaves. The ``*-setup`` ones misbehave while the runtime is being set up.
+Loaded in every rtbench process with ``RTBENCH_PLUGINS=faulty_runtimes`` (tests/ on the path). A call
+sleeps 1 ms (so a cell keeps few samples and its statistics are quick) except at ``FAULT_BATCH``
+(``fault-oom``: at every batch >= FAULT_BATCH), where it misbehaves. The ``*-setup`` ones misbehave while
+the runtime is being set up; ``sleep-1ms`` never does.
 """
 from __future__ import annotations
 
@@ -33,8 +34,17 @@ class _Faulty(Runtime):
         def call() -> None:
             if bad:
                 self.fault()
+            time.sleep(0.001)
 
         return Session(call=call, fetch=lambda: np.zeros(0, dtype=np.float32), info={"fault": self.name})
+
+
+@register
+class Sleeps(_Faulty):
+    name = "sleep-1ms"
+
+    def faulty(self, cell) -> bool:
+        return False
 
 
 @register

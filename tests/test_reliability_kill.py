@@ -92,10 +92,10 @@ def test_ctrl_c_marks_the_run_interrupted_and_ends_every_worker(tmp_path):
     out = tmp_path / "out"
     db = out / "rtbench.sqlite"
     env = {**ENV, "RTBENCH_PLUGINS": "faulty_runtimes"}
-    args = ["run", "--runtimes", "null,fault-hang", "--sizes", "32", "--batches", "1,2,4", "--device", "cpu",
+    args = ["run", "--runtimes", "sleep-1ms,fault-hang", "--sizes", "32", "--batches", "1,2,4", "--device", "cpu",
             "--max-time", "0.05", "--cell-timeout", "300", "--out", str(out)]
     proc = start(args, tmp_path, env)
-    wait_for_cells(proc, db, 4)  # null x3 and fault-hang batch 1; the worker now hangs on batch 2
+    wait_for_cells(proc, db, 4)  # sleep-1ms x3 and fault-hang batch 1; the worker now hangs on batch 2
     time.sleep(0.5)
     t0 = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
@@ -151,13 +151,13 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 
 def test_two_rtbench_runs_into_one_store_at_once(tmp_path):
-    args = ["run", "--runtimes", "null", "--sizes", "32,48", "--batches", "1,2", "--device", "cpu", "--max-time",
-            "0.05", "--out", str(tmp_path / "out")]
+    args = ["run", "--runtimes", "sleep-1ms", "--sizes", "32,48", "--batches", "1,2", "--device", "cpu",
+            "--max-time", "0.05", "--out", str(tmp_path / "out")]
     dirs = [tmp_path / f"p{i}" for i in range(2)]
     procs = []
     for d in dirs:
         d.mkdir()
-        procs.append(start(args, d))
+        procs.append(start(args, d, {**ENV, "RTBENCH_PLUGINS": "faulty_runtimes"}))
     for p, d in zip(procs, dirs):
         assert p.wait(timeout=600) == 0, (d / "stderr.txt").read_text()[-2000:]
     db = tmp_path / "out" / "rtbench.sqlite"

@@ -221,8 +221,8 @@ class Worker:
         except WorkerLost:
             self.close()
             raise
-        self.pid = info["pid"]
-        self.start_s = max(0.0, time.perf_counter() - t0 - info["setup_s"])  # process start + imports
+        self.pid, self.setup_s = info["pid"], info["setup_s"]  # setup_s: model and runtime set-up in the worker
+        self.start_s = max(0.0, time.perf_counter() - t0 - self.setup_s)  # process start + imports
 
     def measure(self, cell: Cell, timeout: float) -> Outcome:
         self.conn.send(cell)
