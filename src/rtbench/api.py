@@ -70,16 +70,25 @@ def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZ
         device: str = "auto", boundary: str = "compute", weights: str = "random", out: str | Path = DEFAULT_OUT,
         resume: str | None = None, policy: TimingPolicy | None = None, options: dict | None = None,
         report: bool = True, on_start: Callable[[str, Sweep], None] | None = None,
-        progress: Callable[[Cell, str], None] | None = None) -> Run:
-    """Measure a sweep (or finish run ``resume``) into ``<out>/rtbench.sqlite`` and write its report."""
+        progress: Callable[[Cell, str], None] | None = None, cell_timeout: float = 600.0) -> Run:
+    """Measure a sweep (or finish run ``resume``) into ``<out>/rtbench.sqlite`` and write its report.
+
+    Each runtime group runs in a worker process; a cell that crashes its worker is stored as ``failed``,
+    one that takes longer than ``cell_timeout`` seconds as ``timeout``, and the sweep goes on.
+    """
     from rtbench import engine, hardware
     from rtbench.env import fingerprint
     from rtbench.store import Store, new_run_id
 
+    cell_timeout = engine.check_cell_timeout(cell_timeout)
     out = Path(out)
     if resume:
         store = Store(out, create=False)
-        r = store.run(resume)
+        try:
+            r = store.run(resume)
+        except UserError as e:
+            store.close()
+            raise UserError(f"{e}; --resume needs the --out folder the run was written to") from None
         sweep, run_id, peak = Sweep.from_dict(r["sweep"]), resume, r["peak"]
     else:
         sweep = make_sweep(model, runtimes, precision, sizes, batches, device, boundary, weights, policy, options)
@@ -93,7 +102,7 @@ def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZ
     status = "interrupted"
     try:
         store.set_status(run_id, "running")
-        engine.Engine(sweep, store, run_id, out, peak, progress).run()
+        engine.Engine(sweep, store, run_id, out, peak, progress, cell_timeout).run()
         status = "complete"
     finally:
         store.set_status(run_id, status)

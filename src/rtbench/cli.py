@@ -36,6 +36,7 @@ def run(
     ci_target: Optional[float] = typer.Option(None, help="Stop when the 95% CI half-width is under this fraction."),
     compile_mode: Optional[str] = typer.Option(None, help="torch.compile mode for the torch-compile runtime."),
     cudnn_search: Optional[str] = typer.Option(None, help="ONNX Runtime cuDNN conv search: EXHAUSTIVE, HEURISTIC, DEFAULT."),
+    cell_timeout: float = typer.Option(600.0, help="Seconds one cell may take before its worker is killed (status timeout)."),
 ):
     """Measure a sweep and write its report."""
     import dataclasses
@@ -47,7 +48,7 @@ def run(
     if max_time is not None or ci_target is not None:
         base = api.default_policy(api.resolve_device(device))
         policy = dataclasses.replace(base, **{k: v for k, v in (("max_time_s", max_time), ("ci_target", ci_target))
-                                              if v is not None}, min_time_s=min(base.min_time_s, max_time or 1e9))
+                                              if v is not None}, min_time_s=max(0.0, min(base.min_time_s, max_time or 1e9)))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("left"), TimeRemainingColumn(), console=err, transient=False)
     state = {}
@@ -64,11 +65,11 @@ def run(
     try:
         r = api.run(model=model, runtimes=runtimes or None, precision=precision, sizes=sizes, batches=batches,
                     device=device, boundary=boundary, weights=weights, out=out, resume=resume, policy=policy,
-                    options=options, on_start=on_start, progress=on_cell)
+                    options=options, on_start=on_start, progress=on_cell, cell_timeout=cell_timeout)
     except KeyboardInterrupt:
         progress.stop()
         err.print(f"interrupted: run {state.get('run_id')} marked interrupted; a partial report was written. "
-                  f"Finish it with: rtbench run --resume {state.get('run_id')} --out {out}")
+                  f"Finish it with: rtbench run --resume {state.get('run_id')} --out {out}", soft_wrap=True)
         raise typer.Exit(130)
     finally:
         progress.stop()
@@ -202,7 +203,9 @@ def peak(device: str = typer.Option("auto", help="Device to measure."),
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns the code of a typer.Exit raised in a command
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UserError as e:
         err.print(f"rtbench: error: {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -210,10 +213,8 @@ def main() -> None:
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
+    except Exception as e:  # click usage errors (typer may bring its own copy of click: match by name)
+        if any(c.__name__ == "ClickException" for c in type(e).__mro__):
             err.print(f"rtbench: error: {e.format_message()}", highlight=False, soft_wrap=True)
             sys.exit(2)
         raise

@@ -1,57 +1,42 @@
-"""Runs a Sweep: cell order, setup apart from timing, parity before speed, OOM rule, resume.
+"""Runs a Sweep: cell order, worker processes, timeouts, OOM rule, resume.
 
 Failure is data: a cell that fails is stored with its status and a one-line reason and the sweep goes on.
+Every runtime group (runtime, precision) is measured in its own worker process (worker.py); a worker that
+crashes or exceeds the cell timeout is killed, its cell stored as ``failed`` or ``timeout``, and a fresh
+worker continues with the group's next cell. This process is the store's only writer: each Outcome is
+committed the moment it arrives, so a killed run resumes where it stopped.
 """
 from __future__ import annotations
 
-import contextlib
-import time
-from dataclasses import dataclass, field
+import math
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from rtbench import parity, stats, telemetry
+from rtbench import stats
+from rtbench.errors import UserError
 from rtbench.runtimes import base
-from rtbench.runtimes.base import Unsupported
 from rtbench.spec import Cell, Sweep, TimingPolicy
 from rtbench.store import Store
-from rtbench.timing import CudaEventClock, HostClock, measure
+from rtbench.timing import HostClock, measure
+from rtbench.worker import Outcome, Worker, WorkerLost, is_oom, one_line  # noqa: F401  (re-exported)
 
 HARNESS_POLICY = TimingPolicy(warmup_min_calls=1000, warmup_min_s=0.02, min_calls=20_000, min_time_s=0.2,
                               max_time_s=0.5, ci_target=0.01)
+DEFAULT_CELL_TIMEOUT_S = 600.0
 
 
-@dataclass
-class Outcome:
-    """What measuring one cell produced, ready for the store."""
-
-    status: str
-    reason: str | None = None
-    samples: tuple | None = None
-    parts: dict = field(default_factory=dict)
-
-
-def one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
-
-
-def is_oom(e: BaseException) -> bool:
-    import torch
-
-    return isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in str(e).lower()
-
-
-def _free_cuda_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def check_cell_timeout(value) -> float:
+    """The per-cell timeout in seconds: a finite number above zero."""
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        t = math.nan
+    if not (math.isfinite(t) and t > 0):
+        raise UserError(f"cell timeout {value!r} is invalid: give a positive number of seconds, "
+                        f"e.g. --cell-timeout {DEFAULT_CELL_TIMEOUT_S:g}")
+    return t
 
 
 def harness_cost() -> dict:
@@ -62,119 +47,77 @@ def harness_cost() -> dict:
             "calls": int(len(t.samples_ms)), "loop_wall_ns": t.timed_s / len(t.samples_ms) * 1e9}
 
 
+def skip_reason(oom_at: dict[int, int], cell: Cell) -> str | None:
+    """The OOM rule: once a batch ran out of memory at a size, larger batches of that size are skipped."""
+    if cell.size in oom_at and cell.batch > oom_at[cell.size]:
+        return f"skipped (oom at batch {oom_at[cell.size]})"
+    return None
+
+
 class Engine:
-    """Measures the cells of one run into the store."""
+    """Measures the cells of one run into the store, one supervised worker process per runtime group."""
 
     def __init__(self, sweep: Sweep, store: Store, run_id: str, workdir: Path, peak: dict,
-                 progress: Callable[[Cell, str], None] | None = None):
+                 progress: Callable[[Cell, str], None] | None = None,
+                 cell_timeout: float = DEFAULT_CELL_TIMEOUT_S):
         self.sweep, self.store, self.run_id, self.workdir, self.peak = sweep, store, run_id, Path(workdir), peak
         self.progress = progress or (lambda cell, status: None)
-        self.model = None
-        self.refs: dict = {}
+        self.cell_timeout = check_cell_timeout(cell_timeout)
 
     def run(self) -> None:
-        done = self.store.done_keys(self.run_id)
-        todo = [c for c in self.sweep.cells() if c.key not in done]
+        stored = self.store.cells(self.run_id, with_samples=False)
+        done = {(c["runtime"], c["precision"], c["size"], c["batch"], c["boundary"]) for c in stored}
         groups: dict[tuple, list[Cell]] = {}
-        for c in todo:
-            groups.setdefault((c.runtime, c.precision), []).append(c)
+        for c in self.sweep.cells():
+            if c.key not in done:
+                groups.setdefault((c.runtime, c.precision), []).append(c)
         for (rt_name, precision), cells in groups.items():
-            self._run_group(rt_name, precision, cells)
-
-    def _model(self):
-        if self.model is None:
-            from rtbench.models import resolve
-
-            self.model = resolve(self.sweep.model, self.sweep.weights)
-        return self.model
+            oom_at = {}  # size -> batch that ran out of memory, carried over from an earlier (resumed) attempt
+            for c in stored:
+                if (c["runtime"], c["precision"], c["status"]) == (rt_name, precision, "oom"):
+                    oom_at[c["size"]] = min(c["batch"], oom_at.get(c["size"], c["batch"]))
+            self._run_group(rt_name, precision, cells, oom_at)
 
     def _record(self, cell: Cell, out: Outcome) -> None:
         self.store.add_cell(self.run_id, cell, out.status, out.reason, out.samples, **out.parts)
         self.progress(cell, out.status)
 
-    def _run_group(self, rt_name: str, precision: str, cells: list[Cell]) -> None:
-        cls = base.get(rt_name)
-        ok, why = cls.availability(self.sweep.device)
-        if not ok:
-            for c in cells:
-                self._record(c, Outcome("unavailable", why))
-            return
+    def _start(self, rt_name: str, precision: str) -> Worker:
+        return Worker(self.sweep, rt_name, precision, self.workdir, self.cell_timeout)
+
+    def _run_group(self, rt_name: str, precision: str, cells: list[Cell], oom_at: dict[int, int]) -> None:
+        worker: Worker | None = None
         try:
-            runtime = cls(self._model() if cls.needs_model else None, self.sweep, precision, self.workdir)
-        except Unsupported as e:
-            for c in cells:
-                self._record(c, Outcome("unsupported", str(e)))
-            return
-        except Exception as e:  # noqa: BLE001 - a runtime that cannot start fails its cells, the sweep goes on
-            status = "oom" if is_oom(e) else "failed"
-            for c in cells:
-                self._record(c, Outcome(status, f"runtime setup failed: {one_line(e)}"))
-            return
-        group_setup = dict(runtime.setup)
-        oom_at: dict[int, int] = {}  # size -> smallest batch that ran out of memory
-        try:
-            for c in cells:
-                if c.size in oom_at and c.batch > oom_at[c.size]:
-                    self._record(c, Outcome("skipped", f"skipped (oom at batch {oom_at[c.size]})"))
+            for i, c in enumerate(cells):
+                if why := skip_reason(oom_at, c):
+                    self._record(c, Outcome("skipped", why))
                     continue
-                out = self._measure(runtime, c)
-                if group_setup:  # group-level setup (export, build) is reported with the group's first cell
-                    out.parts.setdefault("setup", {}).update(group_setup)
-                    group_setup = {}
+                fresh = worker is None
+                if fresh:
+                    try:
+                        worker = self._start(rt_name, precision)
+                    except WorkerLost as e:  # setup crashed or hung: a new worker would do the same
+                        for rest in cells[i:]:
+                            self._record(rest, Outcome(e.status, e.reason))
+                        return
+                    if worker.group_outcome is not None:  # unavailable, unsupported, or setup failed
+                        for rest in cells[i:]:
+                            self._record(rest, worker.group_outcome)
+                        return
+                try:
+                    out = worker.measure(c, self.cell_timeout)
+                except WorkerLost as e:
+                    out = Outcome(e.status, e.reason)
+                info = out.parts.setdefault("info", {})
+                info["worker_pid"] = worker.pid
+                if fresh:  # process start + imports: not part of any timing, kept for the record
+                    info["worker_start_s"] = worker.start_s
+                if out.status in ("failed", "timeout") and not worker.proc.is_alive():
+                    worker.close()
+                    worker = None
                 if out.status == "oom":
-                    oom_at[c.size] = c.batch
+                    oom_at[c.size] = min(c.batch, oom_at.get(c.size, c.batch))
                 self._record(c, out)
         finally:
-            runtime.close()
-
-    def _reference(self, x, cell: Cell) -> np.ndarray:
-        key = (cell.size, cell.batch)
-        if key not in self.refs:
-            self.refs[key] = parity.reference(self._model(), x, cell.device)
-        return self.refs[key]
-
-    def _measure(self, runtime, cell: Cell) -> Outcome:
-        from rtbench.runtimes.common import make_input, sync
-
-        model = runtime.model
-        if model is not None and (why := model.check_size(cell.size)):
-            return Outcome("unsupported", why)
-        sess = None
-        try:
-            x = make_input(cell.batch, cell.size, model.channels if model else 3)
-            t0 = time.perf_counter()
-            sess = runtime.session(cell, x)
-            setup = {"session_s": time.perf_counter() - t0}
-            t0 = time.perf_counter()
-            sess.call()
-            sync(cell.device)
-            setup["first_call_ms"] = (time.perf_counter() - t0) * 1e3
-            par = {}
-            if model is not None:
-                par = parity.compare(sess.fetch(), self._reference(x, cell), cell.precision, model.parity_reference)
-            clock = CudaEventClock(sess.stream) if sess.stream is not None else HostClock()
-            sampler = telemetry.for_device(cell.device)  # NVML in a background thread; None on the CPU
-            with sampler or contextlib.nullcontext():
-                timing = measure(sess.call, self.sweep.policy, clock)
-        except Unsupported as e:
-            return Outcome("unsupported", str(e))
-        except Exception as e:  # noqa: BLE001 - failure is data
-            if is_oom(e):
-                _free_cuda_memory()
-                return Outcome("oom", one_line(e))
-            return Outcome("failed", one_line(e))
-        finally:
-            if sess is not None:
-                sess.close()
-        st = stats.summarize(timing.samples_ms)
-        st["host"] = {k: v for k, v in stats.summarize(timing.host_ms).items() if k in ("trimmed_mean_ms", "median_ms")}
-        st.update({"warmup_calls": timing.warmup_calls, "warmup_s": timing.warmup_s, "warmup_stable": timing.warmup_stable,
-                   "timed_s": timing.timed_s, "capped": timing.capped, "clock": timing.clock})
-        if model is not None:
-            st["flops_per_image"] = model.flops_per_image(cell.size)
-        status, reason = "ok", None
-        if par and not par["ok"]:
-            status, reason = "mismatch", par.get("reason")
-        return Outcome(status, reason, (timing.samples_ms, timing.host_ms),
-                       {"stats": st, "setup": setup, "parity": par, "info": sess.info,
-                        "telemetry": telemetry.timed_summary(sampler, timing, cell.batch)})
+            if worker is not None:
+                worker.close()

@@ -5,6 +5,7 @@ Without a GPU, or without NVML, the GPU entries say "not available" with the rea
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -140,6 +141,23 @@ def onnxruntime_providers() -> list[str] | None:
         return None
 
 
+def _native_inproc() -> dict:
+    return {"onnxruntime_providers": onnxruntime_providers(), **_openvino()}
+
+
+def native_facts() -> dict:
+    """ONNX Runtime's providers and OpenVINO's CPU facts, read in a child process: the process that runs a
+    sweep never imports a native runtime (one that crashes on import would take the sweep down with it)."""
+    src = str(Path(rtbench.__file__).resolve().parents[1])
+    envv = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    code = "import json, rtbench.env as e; print(json.dumps(e._native_inproc(), default=str))"
+    try:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=envv)
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+        return {"native_facts_error": f"{type(e).__name__}: {e}"[:200]}
+
+
 def fingerprint(device: str = "cpu") -> dict:
     """Versions, hardware and settings that decide what a number means."""
     import torch
@@ -152,12 +170,11 @@ def fingerprint(device: str = "cpu") -> dict:
         **cpu_info(),
         "torch": torch.__version__,
         "packages": packages(),
-        "onnxruntime_providers": onnxruntime_providers(),
         "env": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
         "device": device,
         **torch_gpu_info(device),
         "nvml": nvml_info(device),
-        **_openvino(),
+        **native_facts(),
         "executable": sys.executable,
     }
     return fp

@@ -122,22 +122,6 @@ def _extra_flop_formulas() -> dict:
     return {op: cpu_flash}
 
 
-def check_onnx_file(path) -> None:
-    """Raise UserError when ``path`` is not a readable, complete ONNX model (missing, empty, not ONNX, truncated)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"ONNX model file {p} does not exist: give the path to a .onnx file")
-    if p.stat().st_size == 0:
-        raise UserError(f"ONNX model file {p} is empty: export the model again")
-    import onnx
-
-    try:
-        onnx.checker.check_model(str(p))
-    except Exception as e:  # noqa: BLE001 - protobuf decode errors and checker errors mean the same here
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:150]
-        raise UserError(f"{p} is not a valid ONNX model ({first}): export the model again") from None
-
-
 def _onnx(path_text: str) -> Model:
     from rtbench.onnx_file import image_input
 
@@ -254,6 +238,26 @@ def resolve(name: str, weights: str = "random") -> Model:
         return _entry(name, weights)
     raise UserError(f"cannot read --model {name!r}: use a torchvision name (resnet18, torchvision:NAME), timm:NAME, "
                     "a path to a .onnx file, or package.module:function")
+
+
+def check_onnx_file(path: str | Path) -> Path:
+    """The path of a complete, valid ONNX model file; a missing, empty, foreign or truncated one raises UserError."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        why = "is a folder" if p.is_dir() else "does not exist"
+        raise UserError(f"model file {p} {why}: check the path (relative paths start in the current folder)")
+    if p.stat().st_size == 0:
+        raise UserError(f"model file {p} is empty: export the model again (e.g. torch.onnx.export)")
+    import onnx
+
+    try:
+        onnx.load(str(p), load_external_data=False)  # a truncated or foreign file fails to parse here
+        onnx.checker.check_model(str(p))  # by path: models over 2 GB with external data are checked too
+    except Exception as e:  # noqa: BLE001 - protobuf, onnx and OS errors all mean the file is unusable
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"model file {p} is not a valid ONNX model ({type(e).__name__}: {first}): "
+                        "export it again (e.g. torch.onnx.export) or check the file was copied completely") from None
+    return p
 
 
 def list_models() -> list[str]:

@@ -54,29 +54,52 @@ class Store:
         self.path = Path(out_dir) / FILENAME
         if not create and not self.path.exists():
             raise UserError(f"no rtbench store at {self.path}: pass the --out folder of an earlier run")
+        self.db = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # busy timeout 30 s
+            self._check_version()  # before anything is written: a foreign or newer file stays as it was
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as e:
+            self._abandon()
             raise UserError(f"{self.path} is not a usable rtbench store ({e}): pass another --out folder") from None
         except OSError as e:
+            self._abandon()
             raise UserError(f"cannot write to {self.path.parent} ({e.strerror}): pass a writable --out folder") from None
+        except UserError:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        if self.db is not None:
+            self.db.close()
+
+    def _schema_version(self) -> int | None:
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        try:
+            return int(row[0]) if row else None
+        except ValueError:
+            raise sqlite3.DatabaseError(f"schema_version {row[0]!r} is not a number") from None
+
+    def _check_version(self) -> None:
+        v = self._schema_version()
+        if v is not None and v > SCHEMA_VERSION:
+            raise UserError(f"{self.path} was written by a newer rtbench (schema {v} > {SCHEMA_VERSION}): "
+                            "upgrade rtbench or pass another --out folder")
 
     def _migrate(self) -> None:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            has_meta = self.db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone()
-            row = has_meta and self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row and int(row[0]) > SCHEMA_VERSION:
-                raise UserError(f"{self.path} was written by a newer rtbench (schema {row[0]} > {SCHEMA_VERSION}): "
-                                "upgrade rtbench or pass another --out folder")
+            self._check_version()  # again, under the write lock
+            fresh = self._schema_version() is None
             for stmt in SCHEMA.strip().split(";"):
                 if stmt.strip():
                     self.db.execute(stmt)
-            if not row:
+            if fresh:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:

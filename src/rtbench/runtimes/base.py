@@ -7,8 +7,11 @@ and returns a ``Session`` whose ``call`` is what the timing loop times.
 """
 from __future__ import annotations
 
+import abc
+import importlib
 import importlib.metadata
 import importlib.util
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -18,6 +21,7 @@ import numpy as np
 from rtbench.spec import PRECISIONS, Cell, Sweep
 
 REGISTRY: dict[str, type["Runtime"]] = {}
+PLUGINS_ENV = "RTBENCH_PLUGINS"  # comma-separated modules that register more runtimes, imported in every process
 
 
 class Unsupported(Exception):
@@ -35,7 +39,7 @@ class Session:
     close: Callable[[], None] = lambda: None
 
 
-class Runtime:
+class Runtime(abc.ABC):
     """Base class. Subclasses set the class attributes and implement ``session``."""
 
     name: ClassVar[str]
@@ -79,9 +83,9 @@ class Runtime:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    def session(self, cell: Cell, x) -> Session:  # pragma: no cover - the contract
+    @abc.abstractmethod
+    def session(self, cell: Cell, x) -> Session:
         """Prepare ``cell`` for the host fp32 NCHW tensor ``x``; raise Unsupported when it cannot run."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Free group-level resources."""
@@ -104,10 +108,26 @@ def get(name: str) -> type[Runtime]:
 
 
 def load_all() -> dict[str, type[Runtime]]:
-    """Import the runtime modules (cheap: they import their engines lazily)."""
+    """Import the runtime modules (cheap: they import their engines lazily), then the user's plugins."""
     from rtbench.runtimes import null, onnxruntime, openvino, tensorrt, torch_eager  # noqa: F401
 
+    load_plugins()
     return REGISTRY
+
+
+def load_plugins() -> None:
+    """Import the modules named in $RTBENCH_PLUGINS (and only those); each registers runtimes with @register.
+
+    Worker processes get the parent's value, so a plugin runtime runs isolated like the built-in ones.
+    """
+    from rtbench.errors import UserError
+
+    for name in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - any failure of the user's module is the user's to fix
+            raise UserError(f"{PLUGINS_ENV}: cannot import plugin module {name!r} ({type(e).__name__}: {e}): "
+                            f"fix the module or its folder on PYTHONPATH, or unset {PLUGINS_ENV}") from None
 
 
 def default_runtimes(device: str) -> tuple[str, ...]:

@@ -1,0 +1,294 @@
+"""Worker processes: each measures the cells of one runtime group and sends every Outcome to the parent.
+
+The parent (engine.Engine) is the only writer of the store; a worker only measures. Workers are forked
+from a multiprocessing fork server that has imported torch, torchvision and rtbench once, so a fresh
+worker (a new group, or a replacement after a crash or timeout) starts in milliseconds instead of
+re-importing them. Native runtimes (onnxruntime, openvino, ...) are imported by the workers that use
+them only, never by the parent or the fork server.
+
+Protocol over one duplex Pipe: the worker sends ``("ready", info, group_outcome)`` once its runtime is
+set up (``group_outcome`` is an Outcome for every cell when the group cannot run at all, else None);
+the parent then sends Cells one at a time and receives one Outcome for each; ``None`` ends the worker.
+"""
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import gc
+import multiprocessing
+import os
+import re
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch  # noqa: F401  (preloaded by the fork server: workers start without re-importing it)
+import torchvision  # noqa: F401
+
+from rtbench import parity, stats, telemetry
+from rtbench.runtimes import base
+from rtbench.runtimes.base import Unsupported
+from rtbench.spec import Cell, Sweep
+from rtbench.timing import CudaEventClock, HostClock, measure
+
+
+@dataclass
+class Outcome:
+    """What measuring one cell produced, ready for the store."""
+
+    status: str
+    reason: str | None = None
+    samples: tuple | None = None
+    parts: dict = field(default_factory=dict)
+
+
+def one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+
+
+def is_oom(e: BaseException) -> bool:
+    return isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in str(e).lower()
+
+
+class GroupMeasurer:
+    """Sets up one runtime group (runtime, precision) and measures its cells, in the current process."""
+
+    def __init__(self, sweep: Sweep, runtime: str, precision: str, workdir: Path):
+        self.sweep, self.rt_name, self.precision, self.workdir = sweep, runtime, precision, Path(workdir)
+        self.model = None
+        self.runtime = None
+        self.refs: dict = {}
+        self.group_setup: dict = {}
+
+    def _model(self):
+        if self.model is None:
+            from rtbench.models import resolve
+
+            self.model = resolve(self.sweep.model, self.sweep.weights)
+        return self.model
+
+    def setup(self) -> Outcome | None:
+        """Build the runtime; an Outcome that applies to every cell of the group when it cannot run."""
+        try:
+            cls = base.get(self.rt_name)
+            ok, why = cls.availability(self.sweep.device)
+            if not ok:
+                return Outcome("unavailable", why)
+            self.runtime = cls(self._model() if cls.needs_model else None, self.sweep, self.precision, self.workdir)
+        except Unsupported as e:
+            return Outcome("unsupported", str(e))
+        except Exception as e:  # noqa: BLE001 - a runtime that cannot start fails its cells, the sweep goes on
+            return Outcome("oom" if is_oom(e) else "failed", f"runtime setup failed: {one_line(e)}")
+        self.group_setup = dict(self.runtime.setup)
+        return None
+
+    def close(self) -> None:
+        if self.runtime is not None:
+            self.runtime.close()
+
+    def measure(self, cell: Cell) -> Outcome:
+        out = self._measure(self.runtime, cell)
+        if self.group_setup:  # group-level setup (export, build) is reported with the group's first cell
+            out.parts.setdefault("setup", {}).update(self.group_setup)
+            self.group_setup = {}
+        return out
+
+    def _reference(self, x, cell: Cell) -> np.ndarray:
+        key = (cell.size, cell.batch)
+        if key not in self.refs:
+            self.refs[key] = parity.reference(self._model(), x, cell.device)
+        return self.refs[key]
+
+    def _measure(self, runtime, cell: Cell) -> Outcome:
+        from rtbench.runtimes.common import make_input, sync
+
+        model = runtime.model
+        sess = None
+        try:
+            if model is not None and (why := model.check_size(cell.size)):
+                return Outcome("unsupported", why)
+            x = make_input(cell.batch, cell.size, model.channels if model else 3)
+            t0 = time.perf_counter()
+            sess = runtime.session(cell, x)
+            setup = {"session_s": time.perf_counter() - t0}
+            t0 = time.perf_counter()
+            sess.call()
+            sync(cell.device)
+            setup["first_call_ms"] = (time.perf_counter() - t0) * 1e3
+            par = {}
+            if model is not None:
+                par = parity.compare(sess.fetch(), self._reference(x, cell), cell.precision, model.parity_reference)
+            clock = CudaEventClock(sess.stream) if sess.stream is not None else HostClock()
+            sampler = telemetry.for_device(cell.device)  # NVML in a background thread; None on the CPU
+            with sampler or contextlib.nullcontext():
+                timing = measure(sess.call, self.sweep.policy, clock)
+            flops = model.flops_per_image(cell.size) if model is not None else None
+        except Unsupported as e:
+            return Outcome("unsupported", str(e))
+        except Exception as e:  # noqa: BLE001 - failure is data
+            if is_oom(e):
+                sess = None
+                _free_cuda_memory()
+                return Outcome("oom", one_line(e))
+            return Outcome("failed", one_line(e))
+        finally:
+            if sess is not None:
+                sess.close()
+        st = stats.summarize(timing.samples_ms)
+        st["host"] = {k: v for k, v in stats.summarize(timing.host_ms).items() if k in ("trimmed_mean_ms", "median_ms")}
+        st.update({"warmup_calls": timing.warmup_calls, "warmup_s": timing.warmup_s, "warmup_stable": timing.warmup_stable,
+                   "timed_s": timing.timed_s, "capped": timing.capped, "clock": timing.clock})
+        if flops is not None:
+            st["flops_per_image"] = flops
+        status, reason = "ok", None
+        if par and not par["ok"]:
+            status, reason = "mismatch", par.get("reason")
+        return Outcome(status, reason, (timing.samples_ms, timing.host_ms),
+                       {"stats": st, "setup": setup, "parity": par, "info": sess.info,
+                        "telemetry": telemetry.timed_summary(sampler, timing, cell.batch)})
+
+
+def _free_cuda_memory() -> None:
+    """After an out-of-memory error: drop what the failed cell held so the next cell starts clean."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ---- the worker process -----------------------------------------------------------------------------
+
+def serve(conn, job: dict) -> None:
+    """Worker entry point: set up the group, then measure each Cell the parent sends until None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    log = os.open(job["log"], os.O_WRONLY | os.O_APPEND)
+    os.dup2(log, 1)
+    os.dup2(log, 2)  # the parent reads the last error line from here when the worker dies
+    faulthandler.enable()  # a fatal signal writes "Fatal Python error: ..." to the log before the process dies
+    _exit_with_parent()
+    if job["plugins"] is None:
+        os.environ.pop(base.PLUGINS_ENV, None)
+    else:
+        os.environ[base.PLUGINS_ENV] = job["plugins"]
+    t0 = time.perf_counter()
+    m = GroupMeasurer(Sweep.from_dict(job["sweep"]), job["runtime"], job["precision"], Path(job["workdir"]))
+    group = m.setup()
+    conn.send(("ready", {"pid": os.getpid(), "setup_s": time.perf_counter() - t0}, group))
+    try:
+        while group is None and (cell := conn.recv()) is not None:
+            conn.send(m.measure(cell))
+    except EOFError:
+        pass
+    finally:
+        m.close()
+
+
+def _exit_with_parent(interval_s: float = 1.0) -> None:
+    """A worker never outlives the run that started it (e.g. the parent was killed during a hang).
+
+    The worker's parent is the fork server, which exits when the run's process does.
+    """
+    ppid = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == ppid:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+# ---- the parent's handle ----------------------------------------------------------------------------
+
+class WorkerLost(Exception):
+    """The worker died or did not answer in time; it has been killed. ``status`` is failed or timeout."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def context():
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["rtbench.worker_boot"])
+    return ctx
+
+
+class Worker:
+    """A worker process serving one runtime group. Raises WorkerLost when it crashes or hangs."""
+
+    def __init__(self, sweep: Sweep, runtime: str, precision: str, workdir: Path, timeout: float):
+        ctx = context()
+        fd, self.log = tempfile.mkstemp(prefix="rtbench-worker-", suffix=".log")
+        os.close(fd)
+        self.conn, child = ctx.Pipe()
+        job = {"sweep": sweep.to_dict(), "runtime": runtime, "precision": precision, "workdir": str(workdir),
+               "plugins": os.environ.get(base.PLUGINS_ENV), "log": self.log}
+        t0 = time.perf_counter()
+        self.proc = ctx.Process(target=serve, args=(child, job), name=f"rtbench-{runtime}-{precision}", daemon=True)
+        self.proc.start()
+        child.close()
+        try:
+            _, info, self.group_outcome = self._recv(timeout, "runtime setup")
+        except WorkerLost:
+            self.close()
+            raise
+        self.pid, self.setup_s = info["pid"], info["setup_s"]  # setup_s: model and runtime set-up in the worker
+        self.start_s = max(0.0, time.perf_counter() - t0 - self.setup_s)  # process start + imports
+
+    def measure(self, cell: Cell, timeout: float) -> Outcome:
+        self.conn.send(cell)
+        return self._recv(timeout, "this cell")
+
+    def _recv(self, timeout: float, what: str):
+        if self.conn.poll(timeout):
+            try:
+                return self.conn.recv()
+            except (EOFError, OSError):
+                pass
+        else:
+            self.kill()
+            raise WorkerLost("timeout", f"{what} took longer than the cell timeout of {timeout:g} s; worker killed")
+        self.proc.join(5)
+        self.kill()
+        code = self.proc.exitcode
+        how = (f"killed by {signal.Signals(-code).name}" if code is not None and code < 0
+               else f"exited with code {code}")
+        last = last_error_line(self.log)
+        raise WorkerLost("failed", f"worker {how} during {what}" + (f": {last}" if last else ""))
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+
+    def close(self) -> None:
+        """End the worker (politely, then by force) and remove its log."""
+        try:
+            if self.proc.is_alive():
+                self.conn.send(None)
+                self.proc.join(10)
+        except OSError:
+            pass
+        self.kill()
+        self.conn.close()
+        Path(self.log).unlink(missing_ok=True)
+
+
+ERROR_LINE = re.compile(r"^\S.*(Error|error|Exception|Fatal|Killed|Aborted)")
+
+
+def last_error_line(path: str | Path) -> str:
+    """The last line of a worker's output that names an error (else its last line), for the cell's reason."""
+    try:
+        lines = [ln.rstrip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    for ln in reversed(lines):
+        if ERROR_LINE.search(ln):
+            return ln[:300]
+    return lines[-1][:300] if lines else ""

@@ -1,0 +1,19 @@
+"""Imported only by the fork server that starts rtbench's worker processes (never by the parent).
+
+It preloads torch, torchvision and rtbench once, so each worker forked from the server starts in
+milliseconds. Workers measure cells and need nothing from the user's main script, so they do not
+re-run it (which multiprocessing would otherwise do): ``rtbench.run()`` then works from any script,
+with or without an ``if __name__ == "__main__":`` guard.
+"""
+from multiprocessing import spawn
+
+import rtbench.worker  # noqa: F401  (the preload)
+
+_prepare = spawn.prepare
+
+
+def _prepare_without_main(data: dict) -> None:
+    _prepare({k: v for k, v in data.items() if k not in ("init_main_from_path", "init_main_from_name")})
+
+
+spawn.prepare = _prepare_without_main
