@@ -137,6 +137,7 @@ def main() -> None:
                   f"{', '.join(f'{v / 1e3:.1f}' for v in df[df.runtime == 'torch-compile'].first_call_ms.dropna())}",
                   ""]
         shutil.copy(r.report_dir / "report.md", out / f"report-{prec}.md")
+        (out / "summary.md").write_text("\n".join(lines) + "\n")  # partial results survive a time-out
     # 3. independent check
     onnx = next((res_dir / "cache").glob("resnet18-*-fp32.onnx"))
     lines += ["## Independent CUDA-event loop vs rtbench (10% trimmed means, ms)", "",

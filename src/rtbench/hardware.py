@@ -71,6 +71,7 @@ def measure_ceilings(device: str, precisions=("fp32",)) -> dict:
     clock = CudaEventClock(torch.cuda.current_stream(device)) if cuda else HostClock()
     n = 8192 if cuda else 2048
     out: dict = {"threads": torch.get_num_threads(), "matrix_n": n}
+    a = b = None
     for p in precisions:
         if p == "tf32" and not cuda:
             continue
@@ -85,6 +86,9 @@ def measure_ceilings(device: str, precisions=("fp32",)) -> dict:
     t = measure(lambda: dst.copy_(src), CEILING_POLICY, clock)
     out["copy_bytes_per_s"] = 2 * src.numel() / (best(t.samples_ms) / 1e3)
     sync(device)
+    del a, b, src, dst
+    if cuda:
+        torch.cuda.empty_cache()  # the run's parent keeps no GPU memory while its workers measure
     return out
 
 
