@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-DEFAULT_INTERVAL_S = 0.025
+DEFAULT_INTERVAL_S = 0.2  # 25 ms moved launch-bound H200 timings by +12.9% (benchmarks/telemetry_bench.md)
 
 # NVML clocks-event (formerly "throttle") reason bits: nvmlClocksEventReason* in nvml.h.
 REASON_BITS = {
