@@ -46,10 +46,9 @@ def plain_event_loop(fn, warmup_s: float = 1.0, iters: int = 2000) -> float:
     return float(sps.trim_mean(times, 0.1))
 
 
-def plain_callables(onnx_fp32: Path) -> dict:
+def plain_callables(onnx_fp32: Path | None) -> dict:
     """Cells timed without rtbench's code: torch fp16/fp32 eager (channels_last, cuDNN autotuner as rtbench
     sets it) and ONNX Runtime fp32 CUDA with IO binding on torch's stream."""
-    import onnxruntime as ort
     import torchvision
 
     torch.backends.cudnn.benchmark = True
@@ -66,6 +65,10 @@ def plain_callables(onnx_fp32: Path) -> dict:
             with torch.inference_mode():
                 m(x)
         fns[("torch", prec, 224, batch)] = fn
+    if onnx_fp32 is None:
+        return fns
+    import onnxruntime as ort
+
     stream = torch.cuda.current_stream()
     sess = ort.InferenceSession(str(onnx_fp32), ort.SessionOptions(), providers=[("CUDAExecutionProvider", {
         "use_tf32": "0", "has_user_compute_stream": "1", "user_compute_stream": str(stream.cuda_stream)})])
