@@ -144,9 +144,12 @@ def test_without_nvml_the_sampler_says_not_available():
 
 
 def test_engine_stores_the_sampler_summary_and_results_expose_it(tmp_path, monkeypatch):
-    """The engine wraps the timed loop in the device's sampler and stores its summary with the cell."""
-    from rtbench.engine import Engine
+    """The cell measurer wraps the timed loop in the device's sampler; its summary is stored with the cell.
+
+    Measured in this process (the worker's own code) so the fake NVML applies.
+    """
     from rtbench.results import Run
+    from rtbench.worker import GroupMeasurer
     from rtbench.spec import Sweep, TimingPolicy
     from rtbench.store import Store
 
@@ -162,7 +165,11 @@ def test_engine_stores_the_sampler_summary_and_results_expose_it(tmp_path, monke
     sweep = Sweep(runtimes=("null",), sizes=(32,), batches=(3,), policy=policy)
     store = Store(tmp_path)
     store.create_run("r1", sweep.to_dict(), {}, {}, {})
-    Engine(sweep, store, "r1", tmp_path, {}).run()
+    m = GroupMeasurer(sweep, "null", "fp32", tmp_path)
+    assert m.setup() is None
+    (c,) = sweep.cells()
+    out = m.measure(c)
+    store.add_cell("r1", c, out.status, out.reason, out.samples, **out.parts)
     store.close()
     run = Run.load("r1", tmp_path)
     (cell,) = run.cells
@@ -187,7 +194,11 @@ def test_cpu_cells_have_no_telemetry_and_nan_columns(tmp_path):
     sweep = Sweep(runtimes=("null",), sizes=(32,), batches=(1,), policy=policy)
     store = Store(tmp_path)
     store.create_run("r1", sweep.to_dict(), {}, {}, {})
-    Engine(sweep, store, "r1", tmp_path, {}).run()
+    m = GroupMeasurer(sweep, "null", "fp32", tmp_path)
+    assert m.setup() is None
+    (c,) = sweep.cells()
+    out = m.measure(c)
+    store.add_cell("r1", c, out.status, out.reason, out.samples, **out.parts)
     store.close()
     run = Run.load("r1", tmp_path)
     assert run.cells[0]["telemetry"] == {}
