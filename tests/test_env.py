@@ -1,9 +1,8 @@
 """The environment fingerprint: every key present; GPU parts 'not available' here; NVML facts via a fake."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import pytest
 import torch

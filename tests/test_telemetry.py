@@ -108,6 +108,17 @@ def test_other_gpu_processes_are_listed_ours_are_not():
     assert telemetry.others_count(sampled(alone, Ticks(0.0, 0.0, 1.0, 1.0), 0).summary()["gpu_processes"]) == 0
 
 
+def test_the_runs_own_process_is_not_another_gpu_user(monkeypatch):
+    """A worker's parent is the fork server; the run's process (which measured the peaks) holds a context too."""
+    me = os.getpid()
+    nvml = FakeNVML(procs=[[(me, 1), (31337, 2**29)]])
+    seen = sampled(nvml, Ticks(0.0, 0.0, 1.0, 1.0), 0).summary()["gpu_processes"]
+    assert [p["pid"] for p in seen["others"]] == [31337]
+    monkeypatch.setenv(telemetry.RUN_PID_ENV, "31337")
+    nvml = FakeNVML(procs=[[(me, 1), (31337, 2**29)]])
+    assert sampled(nvml, Ticks(0.0, 0.0, 1.0, 1.0), 0).summary()["gpu_processes"]["others"] == []
+
+
 def test_host_pids_in_a_container_allow_for_rtbench_own_contexts(monkeypatch):
     monkeypatch.setattr(telemetry, "_holds_context", lambda: True)
     two = telemetry.compute_processes(FakeNVML(procs=[[(10, 1), (11, 1)]]), "h")

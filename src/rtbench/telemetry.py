@@ -109,6 +109,9 @@ def _reasons_fn(nvml):
         nvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None)
 
 
+RUN_PID_ENV = "RTBENCH_RUN_PID"
+
+
 def compute_processes(nvml, handle) -> dict | None:
     """Processes with a compute context on the GPU other than this one and its parent; None if unknown.
 
@@ -119,7 +122,8 @@ def compute_processes(nvml, handle) -> dict | None:
     procs = query(nvml.nvmlDeviceGetComputeRunningProcesses, handle)
     if procs is None:
         return None
-    ours = {os.getpid(), os.getppid()}
+    # this process, its parent, and the run's own process (a worker's parent is the fork server)
+    ours = {os.getpid(), os.getppid(), int(os.environ.get(RUN_PID_ENV, "0") or 0)}
     others = []
     for p in procs:
         if p.pid in ours:

@@ -170,6 +170,7 @@ def serve(conn, job: dict) -> None:
     os.dup2(log, 2)  # the parent reads the last error line from here when the worker dies
     faulthandler.enable()  # a fatal signal writes "Fatal Python error: ..." to the log before the process dies
     _exit_with_parent()
+    os.environ[telemetry.RUN_PID_ENV] = str(job["run_pid"])  # the run's process is not "another GPU user"
     if job["plugins"] is None:
         os.environ.pop(base.PLUGINS_ENV, None)
     else:
@@ -227,7 +228,7 @@ class Worker:
         os.close(fd)
         self.conn, child = ctx.Pipe()
         job = {"sweep": sweep.to_dict(), "runtime": runtime, "precision": precision, "workdir": str(workdir),
-               "plugins": os.environ.get(base.PLUGINS_ENV), "log": self.log}
+               "plugins": os.environ.get(base.PLUGINS_ENV), "log": self.log, "run_pid": os.getpid()}
         t0 = time.perf_counter()
         self.proc = ctx.Process(target=serve, args=(child, job), name=f"rtbench-{runtime}-{precision}", daemon=True)
         self.proc.start()
