@@ -205,11 +205,7 @@ def test_cpu_cells_have_no_telemetry_and_nan_columns(tmp_path):
     sweep = Sweep(runtimes=("null",), sizes=(32,), batches=(1,), policy=policy)
     store = Store(tmp_path)
     store.create_run("r1", sweep.to_dict(), {}, {}, {})
-    m = GroupMeasurer(sweep, "null", "fp32", tmp_path)
-    assert m.setup() is None
-    (c,) = sweep.cells()
-    out = m.measure(c)
-    store.add_cell("r1", c, out.status, out.reason, out.samples, **out.parts)
+    Engine(sweep, store, "r1", tmp_path, {}).run()  # a real worker process
     store.close()
     run = Run.load("r1", tmp_path)
     assert run.cells[0]["telemetry"] == {}
