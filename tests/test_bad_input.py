@@ -103,6 +103,8 @@ CASES = {
                              "no rtbench store"),
     "resume-store-not-sqlite": (["--resume", "r1"], {"resume": "r1"}, lambda out, tmp: garbage_store(out),
                                 "is not a usable rtbench store"),
+    "resume-with-grid-options": (["--resume", "r1", "--sizes", "64"], None, lambda out, tmp: store_with_run(out, "r1"),
+                                 "--sizes would be ignored"),
     "cell-timeout-zero": (["--cell-timeout", "0"], {"cell_timeout": 0}, None, "cell timeout 0"),
     "cell-timeout-negative": (["--cell-timeout=-3"], {"cell_timeout": -3}, None, "positive number of seconds"),
     "cell-timeout-nan": (["--cell-timeout", "nan"], {"cell_timeout": float("nan")}, None, "positive number of seconds"),

@@ -21,6 +21,7 @@ OUT_HELP = "Output folder: holds rtbench.sqlite and one report folder per run."
 
 @app.command()
 def run(
+    ctx: typer.Context,
     model: str = typer.Option("resnet18", help="resnet18 / torchvision:NAME, timm:NAME, path/to/model.onnx, or "
                               "package.module:function returning an nn.Module (random weights)."),
     runtimes: str = typer.Option("", help="Comma-separated runtimes; default: every available one."),
@@ -43,6 +44,8 @@ def run(
 
     from rtbench import api
 
+    if resume:
+        _resume_takes_no_grid(ctx)
     options = {k: v for k, v in (("compile_mode", compile_mode), ("cudnn_conv_algo_search", cudnn_search)) if v}
     policy = None
     if max_time is not None or ci_target is not None:
@@ -87,6 +90,19 @@ def print_warnings(r) -> None:
     for w in fairness_warnings(r):
         console.print(f"[bold yellow]warning[/bold yellow] {w.code}: {escape(w.message)}\n  fix: {escape(w.fix)}",
                       highlight=False)
+
+
+SWEEP_OPTIONS = ("model", "runtimes", "sizes", "batches", "precision", "device", "boundary", "weights", "max_time",
+                 "ci_target", "compile_mode", "cudnn_search")
+
+
+def _resume_takes_no_grid(ctx: typer.Context) -> None:
+    """--resume finishes the stored sweep as it was defined; a grid option beside it would be silently ignored."""
+    given = [n for n in SWEEP_OPTIONS if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+    if given:
+        flags = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise UserError(f"--resume finishes the run's stored sweep, so {flags} would be ignored: drop {flags}, "
+                        "or start a new run without --resume")
 
 
 def print_table(r) -> None:
