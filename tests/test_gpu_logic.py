@@ -139,3 +139,16 @@ def test_onnxruntime_cpu_session_runs_on_the_cpu_provider_with_torch_threads(tmp
     info = r.cells[0]["info"]
     assert info["providers"][0] == "CPUExecutionProvider"
     assert info["threads"] == torch.get_num_threads()
+
+
+def test_cpu_ceiling_is_the_best_of_torch_and_onnxruntime_measured_outside_the_caller():
+    import sys
+
+    from rtbench.hardware import peaks
+
+    had_ort = "onnxruntime" in sys.modules
+    m = peaks("cpu")["measured"]
+    assert m["matmul_fp32_torch_flops"] > 0 and m["matmul_fp32_onnxruntime_flops"] > 0
+    assert m["matmul_fp32_flops"] == max(m["matmul_fp32_torch_flops"], m["matmul_fp32_onnxruntime_flops"])
+    assert m["copy_bytes_per_s"] > 0
+    assert ("onnxruntime" in sys.modules) == had_ort  # measured in a child process

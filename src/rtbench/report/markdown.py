@@ -6,6 +6,7 @@ from typing import Callable
 import pandas as pd
 
 from rtbench.report.blocks import Block, Bullets, Heading, Image, Para, Table
+from rtbench.spec import PRECISIONS
 
 MEASURED = ("ok", "mismatch")
 
@@ -17,7 +18,8 @@ def method_lines(run, df: pd.DataFrame, _: Callable[..., str]) -> list[str]:
     p = s.policy
     cuda = s.device.startswith("cuda")
     meas = run.peak.get("measured") or {}
-    peaks = ", ".join(f"{k.split('_')[1]} {v / 1e12:.2f} TFLOP/s" for k, v in meas.items() if k.startswith("matmul_"))
+    peaks = ", ".join(f"{p} {meas[f'matmul_{p}_flops'] / 1e12:.2f} TFLOP/s" for p in PRECISIONS
+                      if f"matmul_{p}_flops" in meas)
     m = df[df["status"].isin(MEASURED)] if len(df) else df
     capped = int(m["capped"].fillna(False).astype(bool).sum()) if "capped" in m else 0
     unstable = int((m["warmup_stable"] == False).sum()) if "warmup_stable" in m else 0  # noqa: E712 - NaN-safe
