@@ -91,7 +91,7 @@ def test_store_errors_name_the_fix(tmp_path):
 
 
 class Interrupt(Exception):
-    pass
+    """Stands for a kill in the middle of a run."""
 
 
 FAST = TimingPolicy(warmup_min_calls=2, warmup_min_s=0.0, warmup_max_s=0.2, min_calls=5, min_time_s=0.0,
