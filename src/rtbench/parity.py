@@ -1,6 +1,9 @@
 """Output parity against PyTorch fp32 on the same weights and input, with a tolerance per precision."""
 from __future__ import annotations
 
+import copy
+import functools
+
 import numpy as np
 
 # Largest error allowed, relative to the largest reference magnitude (max |out - ref| / max |ref|).
@@ -32,10 +35,14 @@ def compare(out: np.ndarray, ref: np.ndarray, precision: str, against: str = "Py
     return res
 
 
+@functools.lru_cache(maxsize=1)
+def _on_device(module, device: str):
+    """One fp32 copy of the module on the GPU, reused for every (size, batch) of a worker's cells."""
+    return copy.deepcopy(module).to(device)
+
+
 def reference(model, x, device: str) -> np.ndarray:
     """PyTorch fp32 outputs (TF32 off) for host input ``x`` on ``device``; ONNX Runtime CPU for an ONNX file."""
-    import copy
-
     if not getattr(model, "has_module", True):
         return model.reference(x)
 
@@ -46,7 +53,7 @@ def reference(model, x, device: str) -> np.ndarray:
     flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     set_tf32("fp32")
     try:
-        m = model.module if device == "cpu" else copy.deepcopy(model.module).to(device)
+        m = model.module if device == "cpu" else _on_device(model.module, device)
         with torch.inference_mode():
             return m(x.to(device)).float().cpu().numpy()
     finally:

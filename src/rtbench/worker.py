@@ -140,7 +140,8 @@ class GroupMeasurer:
             if sess is not None:
                 sess.close()
         st = stats.summarize(timing.samples_ms)
-        st["host"] = {k: v for k, v in stats.summarize(timing.host_ms).items() if k in ("trimmed_mean_ms", "median_ms")}
+        st["host"] = {"trimmed_mean_ms": float(stats.trimmed_mean(timing.host_ms)),
+                      "median_ms": float(np.median(timing.host_ms))}
         st.update({"warmup_calls": timing.warmup_calls, "warmup_s": timing.warmup_s, "warmup_stable": timing.warmup_stable,
                    "timed_s": timing.timed_s, "capped": timing.capped, "clock": timing.clock})
         if flops is not None:
