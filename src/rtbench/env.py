@@ -5,7 +5,6 @@ Without a GPU, or without NVML, the GPU entries say "not available" with the rea
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -146,16 +145,13 @@ def _native_inproc() -> dict:
 
 
 def native_facts() -> dict:
-    """ONNX Runtime's providers and OpenVINO's CPU facts, read in a child process: the process that runs a
-    sweep never imports a native runtime (one that crashes on import would take the sweep down with it)."""
-    src = str(Path(rtbench.__file__).resolve().parents[1])
-    envv = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
-    code = "import json, rtbench.env as e; print(json.dumps(e._native_inproc(), default=str))"
+    """ONNX Runtime's providers and OpenVINO's CPU facts, read in a child process (see rtbench.child)."""
+    from rtbench.child import ChildFailed, call_in_child
+
     try:
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=envv)
-        return json.loads(r.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
-        return {"native_facts_error": f"{type(e).__name__}: {e}"[:200]}
+        return call_in_child("rtbench.env", "_native_inproc", timeout=120)
+    except ChildFailed as e:
+        return {"native_facts_error": str(e)}
 
 
 def fingerprint(device: str = "cpu") -> dict:

@@ -60,7 +60,7 @@ def best(samples_ms) -> float:
     return float(np.percentile(samples_ms, 5))
 
 
-def measure_ceilings(device: str, precisions=("fp32",)) -> dict:
+def measure_ceilings(device: str, precisions=("fp32",), onnxruntime: bool = True) -> dict:
     """Measured matmul FLOP/s per precision and copy bandwidth (bytes read + written per second)."""
     import torch
 
@@ -81,7 +81,7 @@ def measure_ceilings(device: str, precisions=("fp32",)) -> dict:
         t = measure(lambda: torch.mm(a, b), CEILING_POLICY, clock)
         out[f"matmul_{p}_flops"] = out[f"matmul_{p}_torch_flops"] = 2 * n ** 3 / (best(t.samples_ms) / 1e3)
     set_tf32("fp32")
-    if not cuda and "fp32" in precisions and (ort := _onnxruntime_matmul_flops(n, out["threads"])):
+    if not cuda and onnxruntime and "fp32" in precisions and (ort := _onnxruntime_matmul_flops(n, out["threads"])):
         # torch's CPU BLAS can be far from what the cores do (ONNX Runtime's MLAS reached 2x more on one
         # machine): the ceiling is the best of the two, each kept for the record
         out["matmul_fp32_onnxruntime_flops"] = ort
@@ -126,23 +126,13 @@ def _onnxruntime_matmul_flops(n: int, threads: int) -> float | None:
 
 
 def _ceilings_in_child(device: str, precisions) -> dict:
-    """measure_ceilings in a child process: the process that runs a sweep never imports a native runtime."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    """measure_ceilings in a child process (it may import onnxruntime; see rtbench.child)."""
+    from rtbench.child import ChildFailed, call_in_child
 
-    import rtbench
-
-    src = str(Path(rtbench.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
-    code = ("import json, sys; from rtbench.hardware import measure_ceilings; "
-            f"print(json.dumps(measure_ceilings({device!r}, {tuple(precisions)!r})))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
-    if r.returncode != 0:
-        return measure_ceilings(device, precisions) | {"child_error": (r.stderr.strip().splitlines() or [""])[-1]}
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    try:
+        return call_in_child("rtbench.hardware", "measure_ceilings", device, list(precisions))
+    except ChildFailed as e:  # torch's figures alone, measured here, rather than none
+        return measure_ceilings(device, precisions, onnxruntime=False) | {"child_error": str(e)}
 
 
 def peaks(device: str, precisions=("fp32",), measure: bool = True) -> dict:

@@ -1,8 +1,6 @@
 """ONNX Runtime: CPU provider, or the CUDA provider on torch's stream with IO binding."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from rtbench.runtimes.base import Runtime, Session, Unsupported, register
@@ -76,16 +74,17 @@ class OnnxRuntime(Runtime):
         return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
 
     def _inference_session(self, device_index: int, stream, graph: bool = False):
-        """The group's session (dynamic shapes). A CUDA graph is bound to one set of buffers: one per cell."""
+        """The group's session (dynamic shapes). A CUDA graph is bound to one set of buffers: one per cell.
+
+        Its creation time is part of the first cell's ``session_s`` (measured by the caller).
+        """
         if graph or "plain" not in self.session_cache:
-            t0 = time.perf_counter()
             sess = self.ort.InferenceSession(str(self.path), self.opts,
                                              providers=self._providers(device_index, stream, graph))
             want = self.provider if self.cuda else "CPUExecutionProvider"
             got = sess.get_providers()
             if got[0] != want:
                 raise RuntimeError(f"onnxruntime fell back to {got[0]} instead of {want}")
-            self.setup["session_create_s"] = time.perf_counter() - t0
             if graph:
                 return sess
             self.session_cache["plain"] = sess
