@@ -53,6 +53,20 @@ def test_run_returns_a_run_with_one_row_per_cell(tmp_path):
         assert o.speedup == pytest.approx(t.trimmed_mean_ms / o.trimmed_mean_ms)
         assert o.speedup_low <= o.speedup <= o.speedup_high
 
+    # where the run's time went: every part measured, and they add up to the run's wall time
+    tb = run.time_breakdown()
+    assert set(run.phases) >= {"prepare_s", "imports_s", "fork_server_s", "harness_s", "peaks_s", "fingerprint_s",
+                               "cells_s", "report_s", "wall_s"}
+    assert tb["setup"] == pytest.approx(df.setup_s.sum() + df.first_call_ms.sum() / 1e3)
+    assert tb["measure"] > 0 and tb["checks"] > 0 and tb["peaks"] > 0 and tb["report"] > 0
+    parts = ("setup", "measure", "checks", "workers", "prepare", "imports", "harness", "peaks", "fingerprint", "report",
+             "other")
+    assert sum(tb[k] for k in parts) == pytest.approx(tb["total"], rel=1e-6)
+    assert tb["without_setup"] == pytest.approx(tb["total"] - tb["setup"])
+    for c in run.cells:
+        assert 0 < c["info"]["parity_s"] < c["info"]["cell_wall_s"] and c["info"]["stats_s"] > 0
+    assert "**Run time:**" in (tmp_path / run.id / "report.md").read_text()
+
     # read back by id: the same rows
     again = rtbench.load(run.id, tmp_path).to_pandas()
     numeric = ["trimmed_mean_ms", "ci_low_ms", "ci_high_ms", "p99_ms", "fps", "speedup", "speedup_low"]

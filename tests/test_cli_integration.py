@@ -20,6 +20,7 @@ def test_run_report_and_list(cli, tmp_path):
     run_id = m.group(1)
     assert "Traceback" not in r.stderr
     assert f"res/{run_id}/report.md" in r.stdout.replace("\n", "")
+    assert re.search(r"run time [\d.]+ s: set-up [\d.]+ s, measurement [\d.]+ s", r.stdout), r.stdout
 
     # the store: 8 ok cells, each with its samples
     store = Store(tmp_path / "res", create=False)
@@ -78,6 +79,7 @@ def test_list_runtimes(cli):
     assert rows["torch"]["available"] == "yes" and rows["onnxruntime"]["available"] == "yes"
     assert rows["torch-cudagraph"]["available"] == "no" and rows["onnxruntime-cudagraph"]["available"] == "no"
     assert "cuda" in rows["torch-cudagraph"]["why not"]
+    assert rows["torch"]["default"] == "yes" and rows["torch-compile"]["default"] == "no"  # CUDA only
 
 
 def test_env_prints_json(cli):

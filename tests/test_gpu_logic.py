@@ -27,6 +27,25 @@ def test_strict_fp32_turns_tf32_off_and_tf32_turns_it_on():
     assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
 
 
+def test_torch_compile_is_a_default_runtime_on_cuda_only():
+    from rtbench.runtimes import base
+
+    compiled = base.get("torch-compile")
+    assert compiled.is_default("cuda:0") and not compiled.is_default("cpu")
+    assert base.get("torch").is_default("cpu") and not base.get("torch-cudagraph").is_default("cuda:0")
+    assert "torch-compile" not in base.default_runtimes("cpu") and "torch" in base.default_runtimes("cpu")
+
+
+def test_parity_reference_leaves_the_cudnn_autotuner_as_it_was():
+    from rtbench.models import resolve
+
+    model = resolve("resnet18")
+    for setting in (True, False):
+        torch.backends.cudnn.benchmark = setting
+        out = parity.reference(model, torch.randn(1, 3, 32, 32), "cpu")
+        assert out.shape == (1, 1000) and torch.backends.cudnn.benchmark is setting
+
+
 def test_dtypes_per_precision():
     assert [torch_dtype(p) for p in ("fp32", "tf32", "fp16", "bf16")] == [
         torch.float32, torch.float32, torch.float16, torch.bfloat16]

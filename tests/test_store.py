@@ -10,7 +10,7 @@ import rtbench
 from rtbench import api
 from rtbench.errors import UserError
 from rtbench.spec import Cell, Sweep, TimingPolicy
-from rtbench.store import FILENAME, SCHEMA_VERSION, Store
+from rtbench.store import FILENAME, SCHEMA, SCHEMA_VERSION, Store
 
 SWEEP = Sweep(runtimes=("torch", "onnxruntime"), sizes=(32,), batches=(1, 2))
 
@@ -59,6 +59,28 @@ def test_round_trip(tmp_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     db.close()
+
+
+def test_phases_add_up_and_older_stores_gain_the_column(tmp_path):
+    store = Store(tmp_path)
+    store.create_run("r1", SWEEP.to_dict(), {}, {}, {})
+    assert store.run("r1")["phases"] == {}
+    store.add_phases("r1", {"cells_s": 2.0, "wall_s": 3.0})
+    store.add_phases("r1", {"cells_s": 1.5, "report_s": 0.5})  # a resumed run adds to the first attempt
+    assert store.run("r1")["phases"] == {"cells_s": 3.5, "wall_s": 3.0, "report_s": 0.5}
+    store.close()
+
+    old = tmp_path / "old"  # a schema-1 file written before runs had a phases column
+    old.mkdir()
+    db = sqlite3.connect(old / FILENAME)
+    db.executescript(SCHEMA.replace(", phases TEXT", "") + "INSERT INTO meta VALUES ('schema_version', '1');"
+                     "INSERT INTO runs (id, created, status, sweep) VALUES ('r0', '2026-01-01', 'complete', '{}');")
+    db.close()
+    store = Store(old, create=False)
+    assert store.run("r0")["phases"] == {}
+    store.add_phases("r0", {"report_s": 1.0})
+    assert store.run("r0")["phases"] == {"report_s": 1.0}
+    store.close()
 
 
 def test_a_cell_is_stored_once(tmp_path):

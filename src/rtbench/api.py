@@ -1,6 +1,8 @@
 """The Python API: ``rtbench.run(...)`` returns a Run; ``rtbench.load(run_id, out)`` reads one back."""
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -76,12 +78,24 @@ def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZ
     Each runtime group runs in a worker process; a cell that crashes its worker is stored as ``failed``,
     one that takes longer than ``cell_timeout`` seconds as ``timeout``, and the sweep goes on.
     """
-    from rtbench import engine, hardware
-    from rtbench.env import fingerprint
+    t_start = time.perf_counter()
+    phases: dict[str, float] = {}  # wall-clock seconds of the run's own work, stored with the run
+    from rtbench.child import start_fork_server, wait_for_fork_server
+    from rtbench.spec import check_cell_timeout
     from rtbench.store import Store, new_run_id
 
-    cell_timeout = engine.check_cell_timeout(cell_timeout)
+    cell_timeout = check_cell_timeout(cell_timeout)
     out = Path(out)
+    start_fork_server()  # the workers' fork server imports torch and rtbench meanwhile
+
+    @contextmanager
+    def phase(name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
+
     if resume:
         store = Store(out, create=False)
         try:
@@ -91,26 +105,47 @@ def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZ
             raise UserError(f"{e}; --resume needs the --out folder the run was written to") from None
         sweep, run_id, peak = Sweep.from_dict(r["sweep"]), resume, r["peak"]
     else:
-        sweep = make_sweep(model, runtimes, precision, sizes, batches, device, boundary, weights, policy, options)
-        _check_writable(out)
+        with phase("prepare_s"):
+            sweep = make_sweep(model, runtimes, precision, sizes, batches, device, boundary, weights, policy, options)
+            _check_writable(out)
+    with phase("imports_s"):
+        from rtbench import engine, hardware
+        from rtbench.env import fingerprint
+    if not resume:
         store = Store(out)
         run_id = new_run_id()
-        peak = hardware.peaks(sweep.device, sweep.precisions)
-        store.create_run(run_id, sweep.to_dict(), fingerprint(sweep.device), engine.harness_cost(), peak)
+        if not sweep.device.startswith("cuda"):  # CPU figures must not share the cores with the server's imports
+            with phase("fork_server_s"):
+                wait_for_fork_server()
+        with phase("harness_s"):
+            harness = engine.harness_cost()
+        with phase("peaks_s"):
+            peak = hardware.peaks(sweep.device, sweep.precisions)
+        with phase("fingerprint_s"):
+            env = fingerprint(sweep.device)
+        store.create_run(run_id, sweep.to_dict(), env, harness, peak)
     if on_start:
         on_start(run_id, sweep)
     status = "interrupted"
     try:
         store.set_status(run_id, "running")
-        engine.Engine(sweep, store, run_id, out, peak, progress, cell_timeout).run()
+        with phase("cells_s"):
+            engine.Engine(sweep, store, run_id, out, peak, progress, cell_timeout).run()
         status = "complete"
     finally:
+        store.add_phases(run_id, phases | {"wall_s": time.perf_counter() - t_start})
         store.set_status(run_id, status)
         store.close()
         if report:
             from rtbench.report import write_report
 
+            t0 = time.perf_counter()
             write_report(Run.load(run_id, out))
+            store = Store(out, create=False)
+            try:
+                store.add_phases(run_id, {"report_s": time.perf_counter() - t0, "wall_s": time.perf_counter() - t0})
+            finally:
+                store.close()
     return Run.load(run_id, out)
 
 

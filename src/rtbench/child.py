@@ -1,11 +1,13 @@
-"""Run one rtbench function in a fresh Python process and get its JSON result back.
+"""Work done outside the run's own process.
 
 The process that runs a sweep never imports a native runtime (one that crashes on import would take the
-sweep down with it); facts that need one are read in a child.
+sweep down with it): facts that need one are read in a child interpreter (``call_in_child``), and cells
+are measured in worker processes forked from a fork server (``worker_context``, see rtbench.worker).
 """
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -31,3 +33,25 @@ def call_in_child(module: str, function: str, *args, timeout: float = 600):
         return json.loads(r.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
         raise ChildFailed(f"{type(e).__name__}: {e}"[:200]) from None
+
+
+def worker_context():
+    """The multiprocessing context of rtbench's workers: a fork server that preloads torch and rtbench."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["rtbench.worker_boot"])
+    return ctx
+
+
+def start_fork_server() -> None:
+    """Start the workers' fork server now: it imports torch in the background while the run does other work."""
+    from multiprocessing import forkserver
+
+    worker_context()
+    forkserver.ensure_running()
+
+
+def wait_for_fork_server() -> None:
+    """Block until the fork server has finished its imports (it then forks a process that exits at once)."""
+    p = worker_context().Process(target=os.getpid, name="rtbench-probe", daemon=True)
+    p.start()
+    p.join()

@@ -78,6 +78,10 @@ def run(
         progress.stop()
     print_table(r)
     print_warnings(r)
+    if tb := r.time_breakdown():
+        console.print(f"run time {tb['total']:.1f} s: set-up {tb['setup']:.1f} s, measurement {tb['measure']:.1f} s, "
+                      f"checks {tb['checks']:.1f} s, the rest {tb['without_setup'] - tb['measure'] - tb['checks']:.1f} s",
+                      highlight=False)
     console.print(f"report: {r.report_dir / 'report.md'}")
 
 
@@ -178,7 +182,7 @@ def list_(what: str = typer.Argument("runtimes", help="runtimes, runs or models"
         for name, cls in sorted(load_all().items()):
             ok, why = cls.availability(dev)
             t.add_row(name, cls.version() or "–", ",".join(cls.devices), ",".join(cls.precisions),
-                      "yes" if ok else "no", "yes" if cls.default else "no", why)
+                      "yes" if ok else "no", "yes" if cls.is_default(dev) else "no", why)
         (console if console.is_terminal else Console(width=240)).print(t)  # piped: full reasons, unwrapped
     elif what == "runs":
         from rtbench.results import list_runs

@@ -8,7 +8,7 @@ committed the moment it arrives, so a killed run resumes where it stopped.
 """
 from __future__ import annotations
 
-import math
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -17,26 +17,13 @@ import numpy as np
 from rtbench import stats
 from rtbench.errors import UserError
 from rtbench.runtimes import base
-from rtbench.spec import Cell, Sweep, TimingPolicy
+from rtbench.spec import DEFAULT_CELL_TIMEOUT_S, Cell, Sweep, TimingPolicy, check_cell_timeout
 from rtbench.store import Store
 from rtbench.timing import HostClock, measure
 from rtbench.worker import Outcome, Worker, WorkerLost, is_oom, one_line  # noqa: F401  (re-exported)
 
 HARNESS_POLICY = TimingPolicy(warmup_min_calls=1000, warmup_min_s=0.02, min_calls=20_000, min_time_s=0.2,
                               max_time_s=0.5, ci_target=0.01)
-DEFAULT_CELL_TIMEOUT_S = 600.0
-
-
-def check_cell_timeout(value) -> float:
-    """The per-cell timeout in seconds: a finite number above zero."""
-    try:
-        t = float(value)
-    except (TypeError, ValueError):
-        t = math.nan
-    if not (math.isfinite(t) and t > 0):
-        raise UserError(f"cell timeout {value!r} is invalid: give a positive number of seconds, "
-                        f"e.g. --cell-timeout {DEFAULT_CELL_TIMEOUT_S:g}")
-    return t
 
 
 def harness_cost() -> dict:
@@ -104,12 +91,14 @@ class Engine:
                         for rest in cells[i:]:
                             self._record(rest, worker.group_outcome)
                         return
+                t0 = time.perf_counter()
                 try:
                     out = worker.measure(c, self.cell_timeout)
                 except WorkerLost as e:
                     out = Outcome(e.status, e.reason)
                 info = out.parts.setdefault("info", {})
                 info["worker_pid"] = worker.pid
+                info["cell_wall_s"] = time.perf_counter() - t0  # as the parent saw it: everything for this cell
                 if fresh:  # process start + imports: not part of any timing, kept for the record
                     info["worker_start_s"] = worker.start_s
                 if out.status in ("failed", "timeout") and not worker.proc.is_alive():

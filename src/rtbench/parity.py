@@ -50,11 +50,13 @@ def reference(model, x, device: str) -> np.ndarray:
 
     from rtbench.runtimes.common import set_tf32
 
-    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark
     set_tf32("fp32")
+    torch.backends.cudnn.benchmark = False  # one call per shape: autotuning it would cost more than it runs
     try:
         m = model.module if device == "cpu" else _on_device(model.module, device)
         with torch.inference_mode():
             return m(x.to(device)).float().cpu().numpy()
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark) = flags

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtbench import stats
@@ -28,6 +28,7 @@ class Run:
     peak: dict
     cells: list[dict]
     out_dir: Path
+    phases: dict = field(default_factory=dict)  # wall-clock seconds per phase of the run
 
     @classmethod
     def load(cls, run_id: str, out_dir: Path | str = "rtbench-results") -> "Run":
@@ -38,7 +39,7 @@ class Run:
         finally:
             store.close()
         return cls(r["id"], r["status"], r["created"], Sweep.from_dict(r["sweep"]), r["env"], r["harness"],
-                   r["peak"], cells, Path(out_dir))
+                   r["peak"], cells, Path(out_dir), r.get("phases") or {})
 
     @property
     def report_dir(self) -> Path:
@@ -54,6 +55,27 @@ class Run:
             return df
         self._add_speedups(df)
         return df
+
+    def time_breakdown(self) -> dict:
+        """Where the run's wall time went, in seconds: ``setup`` (export, sessions, compile, first calls),
+        ``measure`` (warm-up and timed loops), ``checks`` (parity and statistics per cell), and the run's
+        fixed work (``imports``, ``harness``, ``peaks``, ``fingerprint``, ``workers``: worker processes, runtime
+        imports and contexts, ``report``, ``other``: the store and the rest). Empty for a run stored without them."""
+        p = self.phases
+        if "cells_s" not in p:
+            return {}
+        setup = measure = checks = 0.0
+        for c in self.cells:
+            setup += sum(v for k, v in c["setup"].items() if k.endswith("_s")) + c["setup"].get("first_call_ms", 0) / 1e3
+            measure += c["stats"].get("warmup_s", 0.0) + c["stats"].get("timed_s", 0.0)
+            checks += c["info"].get("parity_s", 0.0) + c["info"].get("stats_s", 0.0)
+        out = {"total": p.get("wall_s", 0.0), "setup": setup, "measure": measure, "checks": checks,
+               "workers": max(0.0, p["cells_s"] - setup - measure - checks) + p.get("fork_server_s", 0.0)}
+        for k in ("prepare", "imports", "harness", "peaks", "fingerprint", "report"):
+            out[k] = p.get(f"{k}_s", 0.0)
+        out["other"] = max(0.0, out["total"] - sum(v for k, v in p.items() if k != "wall_s"))
+        out["without_setup"] = out["total"] - setup
+        return out
 
     def _row(self, c: dict) -> dict:
         st = dict(c["stats"])

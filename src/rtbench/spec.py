@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -12,6 +13,21 @@ BOUNDARIES = ("compute", "end-to-end")
 SEED_SIZES = (224, 256, 384, 512)
 SEED_BATCHES = (1, 4, 8, 16)
 MIN_SIZE = 32
+
+
+DEFAULT_CELL_TIMEOUT_S = 600.0
+
+
+def check_cell_timeout(value) -> float:
+    """The per-cell timeout in seconds: a finite number above zero."""
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        t = math.nan
+    if not (math.isfinite(t) and t > 0):
+        raise UserError(f"cell timeout {value!r} is invalid: give a positive number of seconds, "
+                        f"e.g. --cell-timeout {DEFAULT_CELL_TIMEOUT_S:g}")
+    return t
 
 
 @dataclass(frozen=True)

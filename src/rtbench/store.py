@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +18,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, created TEXT NOT NULL, finished TEXT, status TEXT NOT NULL,
-    sweep TEXT NOT NULL, harness TEXT, peak TEXT);
+    sweep TEXT NOT NULL, harness TEXT, peak TEXT, phases TEXT);
 CREATE TABLE IF NOT EXISTS environment (run_id TEXT PRIMARY KEY REFERENCES runs(id), fingerprint TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cells (
     id INTEGER PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(id), model TEXT NOT NULL,
@@ -58,10 +59,7 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # busy timeout 30 s
-            self._check_version()  # before anything is written: a foreign or newer file stays as it was
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+            self._open()
         except sqlite3.DatabaseError as e:
             self._abandon()
             raise UserError(f"{self.path} is not a usable rtbench store ({e}): pass another --out folder") from None
@@ -71,6 +69,25 @@ class Store:
         except UserError:
             self._abandon()
             raise
+
+    def _open(self, patience_s: float = 30.0) -> None:
+        """Check the version, switch to WAL, create or migrate the schema.
+
+        Processes that open a new file at the same moment can get "database is locked" at once from the
+        switch to WAL (SQLite's busy timeout does not cover every lock upgrade): they try again.
+        """
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                self._check_version()  # before anything is written: a foreign or newer file stays as it was
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _abandon(self) -> None:
         if self.db is not None:
@@ -101,6 +118,9 @@ class Store:
                     self.db.execute(stmt)
             if fresh:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            cols = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
+            if "phases" not in cols:  # added within schema 1: older readers select by name and ignore it
+                self.db.execute("ALTER TABLE runs ADD COLUMN phases TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -113,20 +133,30 @@ class Store:
                             (run_id, now(), "running", dumps(sweep), dumps(harness), dumps(peak)))
             self.db.execute("INSERT INTO environment VALUES (?, ?)", (run_id, dumps(fingerprint)))
 
+    def add_phases(self, run_id: str, phases: dict) -> None:
+        """Add wall-clock seconds per phase of the run (peaks, fingerprint, cells, report); a resume adds to them."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            row = self.db.execute("SELECT phases FROM runs WHERE id=?", (run_id,)).fetchone()
+            merged = json.loads(row[0]) if row and row[0] else {}
+            for k, v in phases.items():
+                merged[k] = merged.get(k, 0.0) + v
+            self.db.execute("UPDATE runs SET phases=? WHERE id=?", (dumps(merged), run_id))
+
     def set_status(self, run_id: str, status: str) -> None:
         with self.db:
             self.db.execute("UPDATE runs SET status=?, finished=? WHERE id=?", (status, now(), run_id))
 
     def run(self, run_id: str) -> dict:
         row = self.db.execute("SELECT r.id, r.created, r.finished, r.status, r.sweep, r.harness, r.peak, "
-                              "e.fingerprint FROM runs r LEFT JOIN environment e ON e.run_id = r.id WHERE r.id=?",
+                              "r.phases, e.fingerprint FROM runs r LEFT JOIN environment e ON e.run_id = r.id WHERE r.id=?",
                               (run_id,)).fetchone()
         if row is None:
             raise UserError(f"unknown run id {run_id!r} in {self.path}: `rtbench list runs --out "
                             f"{self.path.parent}` lists the runs")
-        keys = ("id", "created", "finished", "status", "sweep", "harness", "peak", "env")
+        keys = ("id", "created", "finished", "status", "sweep", "harness", "peak", "phases", "env")
         d = dict(zip(keys, row))
-        for k in ("sweep", "harness", "peak", "env"):
+        for k in ("sweep", "harness", "peak", "phases", "env"):
             d[k] = json.loads(d[k]) if d[k] else {}
         return d
 

@@ -88,6 +88,12 @@ MESSAGES: dict[str, dict[str, str]] = {
                           "относительно torch = отношение усечённых средних с бутстреп-95% ДИ"},
     "m_harness": {"en": "**Harness cost:** {ns:.0f} ns per timed call (null runtime)",
                   "ru": "**Накладные расходы замера:** {ns:.0f} нс на вызов (пустая среда null)"},
+    "m_time": {"en": "**Run time:** {total:.1f} s: set-up {setup:.1f} s (export, sessions, compilation, first calls), "
+                     "measurement {measure:.1f} s (warm-up and timed calls), checks {checks:.1f} s (parity, statistics), "
+                     "fixed work {fixed:.1f} s (worker processes, peaks, environment, imports)",
+               "ru": "**Время прогона:** {total:.1f} с: подготовка {setup:.1f} с (экспорт, сессии, компиляция, первые "
+                     "вызовы), замеры {measure:.1f} с (прогрев и замеры), проверки {checks:.1f} с (сверка выходов, "
+                     "статистика), прочее {fixed:.1f} с (рабочие процессы, пики, окружение, импорт)"},
     "m_load": {"en": "**Utilisation (load %):** achieved FLOP/s (torch.utils.flop_counter, 2 FLOPs per multiply-add) "
                      "over the peak of the precision that ran: {which}",
                "ru": "**Загрузка (load %):** достигнутые FLOP/s (torch.utils.flop_counter, 2 FLOP на умножение-"

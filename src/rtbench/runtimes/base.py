@@ -47,7 +47,7 @@ class Runtime(abc.ABC):
     distribution: ClassVar[str | None] = None  # pip distribution name, when it differs
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     precisions: ClassVar[tuple[str, ...]] = PRECISIONS
-    default: ClassVar[bool] = True  # part of "every available runtime"
+    default: ClassVar[bool] = True  # part of "every available runtime" (see is_default)
     needs_torch_module: ClassVar[bool] = True  # False: runs an ONNX model file too
     needs_model: ClassVar[bool] = True  # False: gets model=None and no parity (the null runtime)
     install_hint: ClassVar[str] = ""
@@ -61,6 +61,11 @@ class Runtime(abc.ABC):
         self.setup: dict = {}  # group-level setup seconds (export, build), reported with the first cell
         if self.needs_torch_module and model is not None and not getattr(model, "has_module", True):
             raise Unsupported(f"{self.name} needs a PyTorch module; the model is an ONNX file")
+
+    @classmethod
+    def is_default(cls, device: str) -> bool:
+        """Whether ``rtbench run`` without --runtimes measures it on this device."""
+        return cls.default
 
     @classmethod
     def availability(cls, device: str) -> tuple[bool, str]:
@@ -131,5 +136,5 @@ def load_plugins() -> None:
 
 
 def default_runtimes(device: str) -> tuple[str, ...]:
-    names = [n for n, c in load_all().items() if c.default and c.availability(device)[0]]
+    names = [n for n, c in load_all().items() if c.is_default(device) and c.availability(device)[0]]
     return tuple(sorted(names, key=lambda n: (n != "torch", n)))  # the baseline first
