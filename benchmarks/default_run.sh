@@ -56,15 +56,15 @@ if runs:
     run = Run.load(runs[-1]["id"], out)
     statuses = Counter(c["status"] for c in run.cells)
     capped = sum(1 for c in run.cells if c["stats"].get("capped"))
-    setup = sum(v for c in run.cells for k, v in c["setup"].items() if k.endswith("_s"))
-    timed = sum(c["stats"].get("warmup_s", 0) + c["stats"].get("timed_s", 0) for c in run.cells)
+    tb = run.time_breakdown()
     s = run.sweep
     lines += [f"- **Run:** `{run.id}`, status {run.status}; runtimes {', '.join(s.runtimes)}; sizes "
               f"{', '.join(map(str, s.sizes))}; batches {', '.join(map(str, s.batches))}; {', '.join(s.precisions)}",
               f"- **Cells:** {len(run.cells)} ({', '.join(f'{n} {k}' for k, n in sorted(statuses.items()))}); "
               f"**capped:** {capped}",
-              f"- **Where the time went:** warm-up + timed loops {timed:.0f} s, setup (export, sessions) {setup:.0f} s, "
-              f"the rest (imports, harness cost, peak measurement, parity, report) {secs - timed - setup:.0f} s",
+              f"- **Where the time went** (as the run recorded it, {tb['total']:.0f} s in `run()`): " + ", ".join(
+                  f"{k} {tb[k]:.1f} s" for k in ("measure", "setup", "checks", "workers", "prepare", "imports",
+                                                 "harness", "peaks", "fingerprint", "report", "other")),
               ]
 else:
     lines.append("- **Run:** none found in the output folder (see the exit code)")
