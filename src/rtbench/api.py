@@ -141,9 +141,10 @@ def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZ
 
             t0 = time.perf_counter()
             write_report(Run.load(run_id, out))
+            report_s = time.perf_counter() - t0
             store = Store(out, create=False)
             try:
-                store.add_phases(run_id, {"report_s": time.perf_counter() - t0, "wall_s": time.perf_counter() - t0})
+                store.add_phases(run_id, {"report_s": report_s, "wall_s": report_s})
             finally:
                 store.close()
     return Run.load(run_id, out)

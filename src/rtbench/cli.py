@@ -80,7 +80,7 @@ def run(
     print_warnings(r)
     if tb := r.time_breakdown():
         console.print(f"run time {tb['total']:.1f} s: set-up {tb['setup']:.1f} s, measurement {tb['measure']:.1f} s, "
-                      f"checks {tb['checks']:.1f} s, the rest {tb['without_setup'] - tb['measure'] - tb['checks']:.1f} s",
+                      f"checks {tb['checks']:.1f} s, the rest {tb['fixed']:.1f} s",
                       highlight=False)
     console.print(f"report: {r.report_dir / 'report.md'}")
 

@@ -15,7 +15,6 @@ from typing import Callable
 import numpy as np
 
 from rtbench import stats
-from rtbench.errors import UserError
 from rtbench.runtimes import base
 from rtbench.spec import DEFAULT_CELL_TIMEOUT_S, Cell, Sweep, TimingPolicy, check_cell_timeout
 from rtbench.store import Store

@@ -60,13 +60,14 @@ class Run:
         """Where the run's wall time went, in seconds: ``setup`` (export, sessions, compile, first calls),
         ``measure`` (warm-up and timed loops), ``checks`` (parity and statistics per cell), and the run's
         fixed work (``imports``, ``harness``, ``peaks``, ``fingerprint``, ``workers``: worker processes, runtime
-        imports and contexts, ``report``, ``other``: the store and the rest). Empty for a run stored without them."""
+        imports and contexts, ``report``, ``other``: the store and the rest; ``fixed`` sums them). Empty for a run
+        stored without them."""
         p = self.phases
         if "cells_s" not in p:
             return {}
         setup = measure = checks = 0.0
         for c in self.cells:
-            setup += sum(v for k, v in c["setup"].items() if k.endswith("_s")) + c["setup"].get("first_call_ms", 0) / 1e3
+            setup += _setup_s(c) + c["setup"].get("first_call_ms", 0) / 1e3
             measure += c["stats"].get("warmup_s", 0.0) + c["stats"].get("timed_s", 0.0)
             checks += c["info"].get("parity_s", 0.0) + c["info"].get("stats_s", 0.0)
         out = {"total": p.get("wall_s", 0.0), "setup": setup, "measure": measure, "checks": checks,
@@ -75,6 +76,7 @@ class Run:
             out[k] = p.get(f"{k}_s", 0.0)
         out["other"] = max(0.0, out["total"] - sum(v for k, v in p.items() if k != "wall_s"))
         out["without_setup"] = out["total"] - setup
+        out["fixed"] = out["without_setup"] - measure - checks  # everything but set-up, loops and checks
         return out
 
     def _row(self, c: dict) -> dict:
@@ -100,9 +102,8 @@ class Run:
         par = c["parity"]
         for k in ("max_abs", "max_rel", "top1_agree", "reference"):
             row[f"parity_{k}"] = par.get(k)
-        setup = c["setup"]
-        row["setup_s"] = sum(v for k, v in setup.items() if k.endswith("_s"))
-        row["first_call_ms"] = setup.get("first_call_ms")
+        row["setup_s"] = _setup_s(c)
+        row["first_call_ms"] = c["setup"].get("first_call_ms")
         row["threads"] = c["info"].get("threads")
         row["samples_ms"] = c.get("samples_ms")
         row.update(_telemetry_columns(c.get("telemetry") or {}))
@@ -122,6 +123,11 @@ class Run:
                 continue
             s = stats.speedup(b, r["samples_ms"])
             df.loc[i, ["speedup", "speedup_low", "speedup_high"]] = s["speedup"], s["speedup_low"], s["speedup_high"]
+
+
+def _setup_s(c: dict) -> float:
+    """A cell's set-up seconds (export, session, compile, ...; the first call is kept in ms apart)."""
+    return sum(v for k, v in c["setup"].items() if k.endswith("_s"))
 
 
 def _telemetry_columns(tele: dict) -> dict:

@@ -29,7 +29,7 @@ import torch  # noqa: F401  (preloaded by the fork server: workers start without
 import torchvision  # noqa: F401
 
 from rtbench import parity, stats, telemetry
-from rtbench.child import worker_context as context
+from rtbench.child import worker_context
 from rtbench.runtimes import base
 from rtbench.runtimes.base import Unsupported
 from rtbench.spec import Cell, Sweep
@@ -219,13 +219,11 @@ class WorkerLost(Exception):
         self.status, self.reason = status, reason
 
 
-
-
 class Worker:
     """A worker process serving one runtime group. Raises WorkerLost when it crashes or hangs."""
 
     def __init__(self, sweep: Sweep, runtime: str, precision: str, workdir: Path, timeout: float):
-        ctx = context()
+        ctx = worker_context()
         fd, self.log = tempfile.mkstemp(prefix="rtbench-worker-", suffix=".log")
         os.close(fd)
         self.conn, child = ctx.Pipe()
