@@ -9,12 +9,10 @@ import pytest
 
 import rtbench
 from rtbench import stats
-from rtbench.spec import TimingPolicy
+from policies import FAST
 
 pytestmark = pytest.mark.slow
 
-FAST = TimingPolicy(warmup_min_calls=2, warmup_min_s=0.0, warmup_max_s=0.2, min_calls=5, min_time_s=0.05,
-                    max_time_s=0.15)
 COLUMNS = ["model", "runtime", "precision", "size", "batch", "device", "boundary", "status", "reason",
            "trimmed_mean_ms", "ci_low_ms", "ci_high_ms", "median_ms", "p90_ms", "p99_ms", "std_ms", "cv", "fps",
            "fps_low", "fps_high", "ms_per_image", "achieved_flops", "load_datasheet_pct", "load_measured_pct",

@@ -12,14 +12,12 @@ import pytest
 import rtbench
 from rtbench.spec import TimingPolicy
 from rtbench.store import FILENAME, Store
+from policies import FAST
 
-FAST = TimingPolicy(warmup_min_calls=1, warmup_min_s=0.0, warmup_max_s=0.05, min_calls=3, min_time_s=0.0,
-                    max_time_s=0.05)
 BASE = {"model": "resnet18", "runtimes": "null", "sizes": "32", "batches": "1", "device": "cpu"}
 
 
 def onnx_bytes() -> bytes:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w = numpy_helper.from_array(np.ones((64, 64), dtype=np.float32), "w")

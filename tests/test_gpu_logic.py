@@ -13,10 +13,9 @@ from rtbench.hardware import DATASHEET_TFLOPS, datasheet_peak, peak_flops
 from rtbench.results import _ran_precision
 from rtbench.runtimes.base import Unsupported
 from rtbench.runtimes.common import check_precision, set_tf32, torch_dtype
-from rtbench.spec import Sweep, TimingPolicy
+from rtbench.spec import Sweep
+from policies import FAST
 
-FAST = TimingPolicy(warmup_min_calls=2, warmup_min_s=0.0, warmup_max_s=0.2, min_calls=5, min_time_s=0.02,
-                    max_time_s=0.2, ci_target=0.05)
 
 
 # precisions ------------------------------------------------------------------------------------

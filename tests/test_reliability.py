@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 
 import rtbench
-from rtbench.spec import TimingPolicy
+from policies import FAST
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
-FAST = TimingPolicy(warmup_min_calls=1, warmup_min_s=0.0, warmup_max_s=0.05, min_calls=3, min_time_s=0.0,
-                    max_time_s=0.05)
 CELL_TIMEOUT = 4.0
 
 # runtime -> (status at batch 1, 2, 4; words the batch-2 reason must contain)
@@ -133,12 +131,11 @@ def test_parent_imports_no_native_runtime_and_no_network(tmp_path):
     code = f"""
 import json, sys
 import rtbench
-from rtbench.spec import TimingPolicy
-p = TimingPolicy(warmup_min_calls=1, warmup_min_s=0.0, warmup_max_s=0.2, min_calls=3, min_time_s=0.0, max_time_s=0.1)
-r = rtbench.run(model="resnet18", runtimes="onnxruntime", sizes="32", batches="1", device="cpu", policy=p,
+from policies import FAST
+r = rtbench.run(model="resnet18", runtimes="onnxruntime", sizes="32", batches="1", device="cpu", policy=FAST,
                 out={str(tmp_path / 'out')!r})
 c = r.cells[0]
-print(json.dumps({{"status": c["status"], "parity": c["parity"], "native": [m for m in ("onnxruntime", "openvino")
+print(json.dumps({{"status": c.status, "parity": c.parity, "native": [m for m in ("onnxruntime", "openvino")
                   if m in sys.modules]}}))
 """
     env = {**os.environ, "RTBENCH_PLUGINS": "no_network", "RTBENCH_TEST_NET_LOG": str(net_log),

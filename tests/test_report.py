@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import string
-import sys
 import types
 from pathlib import Path
 

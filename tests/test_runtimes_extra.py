@@ -14,11 +14,10 @@ from rtbench.runtimes.base import Unsupported
 from rtbench.runtimes.common import make_input
 from rtbench.runtimes.openvino import cpu_facts, hint_for
 from rtbench.runtimes.tensorrt import NOT_INSTALLED, ort_trt_options, tensorrt_installed, torch_trt_settings
-from rtbench.spec import Cell, Sweep, TimingPolicy
+from rtbench.spec import Cell, Sweep
+from policies import FAST
 
 TESTS = Path(__file__).resolve().parent
-FAST = TimingPolicy(warmup_min_calls=2, warmup_min_s=0.02, warmup_max_s=0.2, min_calls=5, min_time_s=0.05,
-                    max_time_s=0.2)
 
 
 @pytest.fixture(autouse=True)

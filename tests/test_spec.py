@@ -45,11 +45,13 @@ def test_sweep_validation_names_the_fix(kwargs, fix):
 
 
 @pytest.mark.parametrize("kwargs, fix", [
-    ({"min_calls": 0}, "min_calls must be at least 1"),
-    ({"min_calls": 10, "max_calls": 5}, "max_calls must be >= min_calls"),
+    ({"block_min_calls": 0}, "block_min_calls must be at least 1"),
+    ({"rounds": 1}, "rounds must be at least 2"),
+    ({"rounds": 10, "max_rounds": 5}, "at most max_rounds"),
     ({"warmup_window": 0}, "warmup_window must be at least 1"),
-    ({"max_time_s": -1.0, "min_time_s": 0.0}, "max_time_s must be >= 0"),
-    ({"min_time_s": 2.0, "max_time_s": 1.0}, "raise --max-time"),
+    ({"block_s": -1.0, "max_block_s": 1.0}, "block_s must be >= 0"),
+    ({"block_s": 0.5, "max_block_s": 0.1}, "max_block_s .* must be >= block_s"),
+    ({"budget_s": 0}, "--budget 300"),
     ({"ci_target": 0.0}, "e.g. 0.01 for 1%"),
     ({"ci_target": 1.5}, "e.g. 0.01 for 1%"),
 ])
@@ -74,15 +76,24 @@ def test_cells_order_runtime_precision_size_then_ascending_batch():
 def test_sweep_dict_round_trip_through_json():
     s = Sweep(model="resnet50", runtimes=("torch", "onnxruntime"), precisions=("fp16",), sizes=(32, 64),
               batches=(1, 2), device="cuda:0", boundary="end-to-end", weights="random",
-              policy=TimingPolicy(min_calls=7, max_time_s=0.4, ci_target=0.02),
+              policy=TimingPolicy(rounds=7, block_s=0.4, ci_target=0.02),
               options=(("compile_mode", "max-autotune"), ("cudnn_conv_algo_search", "HEURISTIC")))
     d = s.to_dict()
     assert d["options"] == {"compile_mode": "max-autotune", "cudnn_conv_algo_search": "HEURISTIC"}
-    assert d["policy"]["min_calls"] == 7
+    assert d["policy"]["rounds"] == 7
     back = Sweep.from_dict(json.loads(json.dumps(d)))  # the store keeps it as JSON
     assert back == s
     assert back.option("compile_mode") == "max-autotune"
     assert back.option("missing", "x") == "x"
+
+
+def test_a_stored_policy_of_an_older_rtbench_loads():
+    # schema-1 runs stored the per-cell stop rule's fields: they are dropped, the rest kept
+    d = Sweep(runtimes=("torch",)).to_dict()
+    d["policy"] = {"warmup_min_calls": 3, "min_calls": 8, "min_time_s": 0.3, "max_time_s": 3.0, "max_calls": 200000,
+                   "ci_target": 0.02}
+    back = Sweep.from_dict(d)
+    assert back.policy.warmup_min_calls == 3 and back.policy.ci_target == 0.02
 
 
 def test_from_dict_validates():

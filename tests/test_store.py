@@ -9,8 +9,9 @@ import pytest
 import rtbench
 from rtbench import api
 from rtbench.errors import UserError
-from rtbench.spec import Cell, Sweep, TimingPolicy
+from rtbench.spec import Cell, Sweep
 from rtbench.store import FILENAME, SCHEMA, SCHEMA_VERSION, Store
+from policies import FAST
 
 SWEEP = Sweep(runtimes=("torch", "onnxruntime"), sizes=(32,), batches=(1, 2))
 
@@ -116,8 +117,6 @@ class Interrupt(Exception):
     """Stands for a kill in the middle of a run."""
 
 
-FAST = TimingPolicy(warmup_min_calls=2, warmup_min_s=0.0, warmup_max_s=0.2, min_calls=5, min_time_s=0.0,
-                    max_time_s=0.1)
 
 
 def test_resume_skips_measured_cells(tmp_path):

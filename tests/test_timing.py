@@ -1,4 +1,4 @@
-"""The timing loop (timing.measure) driven by a fake clock and a fake runtime.
+"""The timing loop (timing.warm_up, timing.block) driven by a fake clock and a fake runtime.
 
 The fake runtime's call advances the fake clock by scripted durations, so every stop decision of the
 loop can be worked out by hand.
@@ -30,7 +30,7 @@ class FakeClock:
         t0 = self.ns
         fn()
         ms = (self.ns - t0) * 1e-6
-        return ms, ms
+        return ms, ms, ms
 
 
 class FakeRuntime:
@@ -47,10 +47,16 @@ class FakeRuntime:
         self.clock.ns += int(round(d * 1e6))
 
 
-def run(durations_ms, **policy) -> tuple[timing.Timing, FakeRuntime]:
+def run(durations_ms, **policy) -> tuple[timing.Warmup, FakeRuntime]:
     clock = FakeClock()
     rt = FakeRuntime(clock, durations_ms)
-    return timing.measure(rt, TimingPolicy(**policy), clock), rt
+    return timing.warm_up(rt, TimingPolicy(**policy), clock), rt
+
+
+def block(durations_ms, seconds, min_calls=1, rewarm_s=0.0, per_call_ms=None) -> tuple[timing.Block, FakeRuntime]:
+    clock = FakeClock()
+    rt = FakeRuntime(clock, durations_ms)
+    return timing.block(rt, clock, seconds, min_calls, rewarm_s, per_call_ms), rt
 
 
 # the warm-up ------------------------------------------------------------------------------------
@@ -59,32 +65,28 @@ def test_warmup_lasts_until_windows_agree_after_a_cold_start():
     # slow first calls that settle at 10 ms; windows of 5 calls, 5% tolerance
     cold = [100, 90, 80, 70, 60, 50, 40, 30, 20, 10]
     t, rt = run(itertools.chain(cold, itertools.repeat(10.0)), warmup_min_calls=5, warmup_min_s=0.2,
-                warmup_max_s=5.0, warmup_window=5, warmup_tolerance=0.05, min_calls=10, min_time_s=0.0,
-                max_time_s=10.0)
+                warmup_max_s=5.0, warmup_window=5, warmup_tolerance=0.05)
     # By hand: after call 16 the previous window (calls 7..11) is [40,30,20,10,10], median 20 vs 10: not stable.
     # After call 17 it is [30,20,10,10,10], median 10 == the last window's median: stable.
-    assert t.warmup_stable
-    assert t.warmup_calls == 17
-    assert t.warmup_s == pytest.approx((sum(cold) + 7 * 10) / 1e3)
-    # the warm-up calls are not samples: the first timed sample is call 18
-    assert rt.calls[:17] == cold + [10] * 7
-    assert np.all(t.samples_ms == 10.0)
+    assert t.stable
+    assert t.calls == 17 == len(rt.calls)
+    assert t.seconds == pytest.approx((sum(cold) + 7 * 10) / 1e3)
+    assert rt.calls == cold + [10] * 7
+    assert t.per_call_ms == 10.0  # the median of the last window: what blocks are planned with
 
 
 def test_warmup_lasts_at_least_min_seconds():
     # 1 ms calls are stable after 10 calls, but the warm-up must last 0.1995 s: 200 calls
-    t, _ = run(itertools.repeat(1.0), warmup_min_calls=5, warmup_min_s=0.1995, warmup_max_s=5.0,
-               min_time_s=0.0, max_time_s=1.0)
-    assert t.warmup_stable
-    assert t.warmup_calls == 200
+    t, _ = run(itertools.repeat(1.0), warmup_min_calls=5, warmup_min_s=0.1995, warmup_max_s=5.0)
+    assert t.stable
+    assert t.calls == 200
 
 
 def test_warmup_lasts_at_least_min_calls():
     # 100 ms calls pass the 0.01 s minimum at once; 12 calls are still required
-    t, _ = run(itertools.repeat(100.0), warmup_min_calls=12, warmup_min_s=0.01, warmup_max_s=5.0,
-               min_time_s=0.0, max_time_s=10.0)
-    assert t.warmup_stable
-    assert t.warmup_calls == 12
+    t, _ = run(itertools.repeat(100.0), warmup_min_calls=12, warmup_min_s=0.01, warmup_max_s=5.0)
+    assert t.stable
+    assert t.calls == 12
 
 
 def test_warmup_stops_at_max_seconds_when_never_stable():
@@ -92,108 +94,59 @@ def test_warmup_stops_at_max_seconds_when_never_stable():
     # different medians (one holds >= 3 short calls, the next <= 2), so the warm-up never stabilises.
     pattern = [10.0] * 5 + [20.0] * 5
     t, rt = run(itertools.cycle(pattern), warmup_min_calls=5, warmup_min_s=0.2, warmup_max_s=1.0,
-                warmup_window=5, warmup_tolerance=0.05, min_calls=5, min_time_s=0.0, max_time_s=10.0)
-    assert not t.warmup_stable
+                warmup_window=5, warmup_tolerance=0.05)
+    assert t.stable is False
     # it stops at the first call that brings the warm-up to 1.0 s
     cum = np.cumsum(np.tile(pattern, 20))
     expected = int(np.argmax(cum >= 1000.0)) + 1
-    assert t.warmup_calls == expected == 68
-    assert t.warmup_s == pytest.approx(cum[expected - 1] / 1e3)
+    assert t.calls == expected == 68
+    assert t.seconds == pytest.approx(cum[expected - 1] / 1e3)
 
 
-# the timed loop -----------------------------------------------------------------------------------
-
-def test_timed_loop_stops_at_min_calls_and_min_time_when_ci_is_met():
-    # constant 100 ms calls: the CI half-width is 0 from the start, so only min_calls/min_time hold it
-    t, _ = run(itertools.repeat(100.0), warmup_min_calls=10, warmup_min_s=0.0, min_calls=10, min_time_s=0.0,
-               max_time_s=100.0)
-    assert len(t.samples_ms) == 10 and not t.capped
-    t, _ = run(itertools.repeat(100.0), warmup_min_calls=10, warmup_min_s=0.0, min_calls=10, min_time_s=1.45,
-               max_time_s=100.0)
-    assert len(t.samples_ms) == 15 and not t.capped
-    assert t.timed_s == pytest.approx(1.5)
+def test_warmup_that_cannot_compare_two_windows_is_not_checked():
+    # 400 ms calls against a 1 s cap: three calls fit, two windows of 5 would need ten: not "unstable", unchecked
+    t, _ = run(itertools.repeat(400.0), warmup_min_calls=2, warmup_min_s=0.0, warmup_max_s=1.0, warmup_window=5)
+    assert t.calls == 3 and t.stable is None
 
 
-def test_timed_loop_stops_when_the_ci_target_is_first_reached():
-    # 60 ms calls with 5% noise: the stop rule runs after every call (a call is longer than the check interval)
-    rng = np.random.default_rng(3)
-    durations = np.round(rng.normal(60.0, 3.0, 5000), 3)
-    target = 0.01
-    t, rt = run(durations, warmup_min_calls=5, warmup_min_s=0.0, warmup_tolerance=0.5, min_calls=10,
-                min_time_s=0.0, max_time_s=1000.0, max_calls=100_000, ci_target=target)
-    n = len(t.samples_ms)
-    assert not t.capped
+# the block -------------------------------------------------------------------------------------------
 
-    def rel_halfwidth(x):
-        return stats.trimmed_mean_halfwidth(x.copy()) / stats.trimmed_mean(x)
-
-    assert rel_halfwidth(t.samples_ms) <= target
-    assert rel_halfwidth(t.samples_ms[:-1]) > target  # one call earlier the target was not met
-    assert 30 < n < 1000  # 5% noise needs far more than min_calls for a 1% CI
-
-
-def test_timed_loop_caps_at_max_time_when_too_noisy():
-    rng = np.random.default_rng(4)
-    durations = rng.uniform(50.0, 150.0, 10_000).round(3)  # ~30% CV: 1% is out of reach in 3 s
-    t, _ = run(durations, warmup_min_calls=5, warmup_min_s=0.0, warmup_max_s=0.5, min_calls=10,
-               min_time_s=0.5, max_time_s=3.0, ci_target=0.01)
-    assert t.capped
-    assert 3.0 <= t.timed_s < 3.0 + 0.150  # stopped by the first call that reached the cap
-    assert t.samples_ms.sum() / 1e3 == pytest.approx(t.timed_s)
-
-
-def test_timed_loop_caps_at_max_calls():
-    rng = np.random.default_rng(5)
-    t, _ = run(rng.uniform(50.0, 150.0, 10_000).round(3), warmup_min_calls=5, warmup_min_s=0.0,
-               warmup_max_s=0.5, min_calls=10, min_time_s=0.0, max_time_s=1000.0, max_calls=40, ci_target=0.01)
-    assert t.capped
-    assert len(t.samples_ms) == 40
-
-
-def test_every_sample_is_kept_in_order():
+def test_block_times_calls_until_its_seconds_and_keeps_every_sample_in_order():
     rng = np.random.default_rng(6)
-    durations = rng.uniform(1.0, 3.0, 100_000).round(4)
-    t, rt = run(durations, warmup_min_calls=5, warmup_min_s=0.05, warmup_max_s=0.2, min_calls=10,
-                min_time_s=0.3, max_time_s=2.0, ci_target=0.01)
-    assert len(rt.calls) == t.warmup_calls + len(t.samples_ms)
-    np.testing.assert_allclose(t.samples_ms, durations[t.warmup_calls:len(rt.calls)], atol=1e-9)
-    np.testing.assert_array_equal(t.samples_ms, t.host_ms)
-    assert t.clock == "fake"
+    durations = rng.uniform(1.0, 3.0, 10_000).round(4)
+    b, rt = block(durations, seconds=0.3)
+    n = len(b.primary_ms)
+    assert len(rt.calls) == n and b.rewarm_calls == 0
+    np.testing.assert_allclose(b.primary_ms, durations[:n], atol=1e-9)
+    np.testing.assert_array_equal(b.primary_ms, b.host_ms)
+    # the first call that brings the block to 0.3 s ends it
+    cum = np.cumsum(durations)
+    assert n == int(np.argmax(cum >= 300.0)) + 1
+    assert b.seconds == pytest.approx(cum[n - 1] / 1e3)
 
 
-def test_stop_rule_is_evaluated_rarely_for_fast_calls(monkeypatch):
-    # 2 us calls with 20% noise and an unreachable CI target: the loop runs to the 0.5 s cap (~250k calls)
-    evaluations = []
-    real = timing.trimmed_mean_halfwidth
-
-    def counting(x, *a, **k):
-        evaluations.append(len(x))
-        if len(evaluations) > 1000:  # fail fast instead of running a check per call
-            raise AssertionError("the stop rule is evaluated far too often")
-        return real(x, *a, **k)
-
-    monkeypatch.setattr(timing, "trimmed_mean_halfwidth", counting)
-    rng = np.random.default_rng(7)
-    durations = itertools.cycle(rng.uniform(0.0016, 0.0024, 10_007).round(6))
-    t, _ = run(durations, warmup_min_calls=5, warmup_min_s=0.0, warmup_max_s=0.01, min_calls=10,
-               min_time_s=0.0, max_time_s=0.5, max_calls=10_000_000, ci_target=1e-6)
-    n = len(t.samples_ms)
-    assert t.capped and n > 200_000
-    # at most one check per CHECK_INTERVAL_S of timed calls plus the geometric start-up, far below one per call
-    assert 0 < len(evaluations) < 0.5 / timing.CHECK_INTERVAL_S + 60
-    assert len(evaluations) < n / 1000
-    assert evaluations == sorted(evaluations)  # each check sees every sample so far
+def test_block_times_at_least_min_calls():
+    b, _ = block(itertools.repeat(400.0), seconds=0.1, min_calls=3)
+    assert len(b.primary_ms) == 3 and b.seconds == pytest.approx(1.2)
 
 
-def test_the_cap_never_cuts_below_min_calls():
-    # 400 ms calls against a 1 s cap: the cap is reached after 3 calls, but min_calls is a floor
-    t, _ = run(itertools.repeat(400.0), warmup_min_calls=2, warmup_min_s=0.0, warmup_tolerance=0.5,
-               min_calls=8, min_time_s=0.0, max_time_s=1.0)
-    assert len(t.samples_ms) == 8
-    assert t.timed_s == pytest.approx(3.2)
-    # constant samples meet the CI target once min_calls is reached: not capped
-    assert not t.capped
-    rng = np.random.default_rng(8)
-    t, _ = run(rng.uniform(200.0, 600.0, 1000).round(3), warmup_min_calls=2, warmup_min_s=0.0, warmup_tolerance=1.0,
-               min_calls=8, min_time_s=0.0, max_time_s=1.0)
-    assert len(t.samples_ms) == 8 and t.capped
+def test_rewarm_runs_untimed_calls_for_its_seconds_first():
+    # 2 ms calls, 10 ms of re-warm: five untimed calls, then the timed ones start with call 6
+    durations = [2.0] * 5 + [1.0] * 100
+    b, rt = block(durations, seconds=0.01, rewarm_s=0.01, per_call_ms=2.0)
+    assert b.rewarm_calls == 5
+    assert np.all(b.primary_ms == 1.0) and len(b.primary_ms) == 10
+    assert len(rt.calls) == 15 and b.seconds == pytest.approx(0.02)
+
+
+def test_a_call_longer_than_the_rewarm_gets_none():
+    b, rt = block(itertools.repeat(50.0), seconds=0.0, rewarm_s=0.02, per_call_ms=50.0)
+    assert b.rewarm_calls == 0 and len(rt.calls) == 1
+
+
+def test_measure_once_warms_up_then_times_one_block():
+    clock = FakeClock()
+    rt = FakeRuntime(clock, itertools.chain([9.0, 9.0], itertools.repeat(1.0)))
+    x = timing.measure_once(rt, clock, seconds=0.005, min_calls=3, warmup_s=0.01)
+    assert list(x) == [1.0] * 5  # the warm-up ends with the call that passes 10 ms: the second 9 ms one
+    assert rt.calls[:3] == [9.0, 9.0, 1.0]

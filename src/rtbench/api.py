@@ -1,6 +1,7 @@
 """The Python API: ``rtbench.run(...)`` returns a Run; ``rtbench.load(run_id, out)`` reads one back."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,23 +61,35 @@ def make_sweep(model: str = "resnet18", runtimes: str | Iterable[str] | None = N
 
 
 def default_policy(device: str) -> TimingPolicy:
-    """CPU cells are slow and noisy: shorter caps keep the default sweep within minutes."""
+    """Rounds of short blocks within a run budget: 75 s on a GPU, 280 s (with the report, under 5 minutes) on a CPU.
+
+    GPU blocks of 0.1 s after a 0.02 s re-warm; CPU blocks of 0.2 s (or one call) after a 0.05 s re-warm, where
+    calls of a whole second or more are common and a short block still spans several of the faster ones.
+    """
     if device.startswith("cuda"):
-        # most GPU cells meet the target in 0.1 s; launch-bound ones (batch 1 eager) are noisy and need longer
-        return TimingPolicy(warmup_min_s=0.2, min_calls=20, min_time_s=0.1, max_time_s=4.0, ci_target=0.008)
-    return TimingPolicy(warmup_min_calls=3, warmup_min_s=0.2, warmup_max_s=2.0, min_calls=8, min_time_s=0.3,
-                        max_time_s=3.0, ci_target=0.01)
+        return TimingPolicy(warmup_min_s=0.2, rounds=5, block_s=0.1, rewarm_s=0.02, ci_target=0.01, budget_s=75.0)
+    return TimingPolicy(warmup_min_calls=3, warmup_min_s=0.2, warmup_max_s=2.0, rounds=5, block_s=0.2,
+                        rewarm_s=0.05, ci_target=0.01, budget_s=280.0)
+
+
+def report_reserve_s(n_cells: int) -> float:
+    """Seconds kept back from the budget for the report (tables, plots, HTML) once the rounds end."""
+    return 3.0 + 0.1 * n_cells
 
 
 def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZES, batches=SEED_BATCHES,
         device: str = "auto", boundary: str = "compute", weights: str = "random", out: str | Path = DEFAULT_OUT,
         resume: str | None = None, policy: TimingPolicy | None = None, options: dict | None = None,
         report: bool = True, on_start: Callable[[str, Sweep], None] | None = None,
-        progress: Callable[[Cell, str], None] | None = None, cell_timeout: float = 600.0) -> Run:
+        progress: Callable[[Cell, str], None] | None = None, cell_timeout: float = 600.0,
+        budget: float | None = None, on_round: Callable[[int, int], None] | None = None) -> Run:
     """Measure a sweep (or finish run ``resume``) into ``<out>/rtbench.sqlite`` and write its report.
 
     Each runtime group runs in a worker process; a cell that crashes its worker is stored as ``failed``,
-    one that takes longer than ``cell_timeout`` seconds as ``timeout``, and the sweep goes on.
+    one that takes longer than ``cell_timeout`` seconds (to prepare, or for one block) as ``timeout``, and
+    the sweep goes on. ``budget`` (seconds, the whole run with its report) replaces the policy's
+    ``budget_s``; a resumed run gets its budget afresh for what is left. ``progress(cell, status)`` is called
+    as each cell ends, ``on_round(round, cells)`` as each round starts.
     """
     t_start = time.perf_counter()
     phases: dict[str, float] = {}  # wall-clock seconds of the run's own work, stored with the run
@@ -108,6 +121,8 @@ def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZ
         with phase("prepare_s"):
             sweep = make_sweep(model, runtimes, precision, sizes, batches, device, boundary, weights, policy, options)
             _check_writable(out)
+    if budget is not None:
+        sweep = dataclasses.replace(sweep, policy=dataclasses.replace(sweep.policy, budget_s=budget))
     with phase("imports_s"):
         from rtbench import engine, hardware
         from rtbench.env import fingerprint
@@ -129,8 +144,10 @@ def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZ
     status = "interrupted"
     try:
         store.set_status(run_id, "running")
+        deadline = t_start + sweep.policy.budget_s - report_reserve_s(len(sweep.cells()))
         with phase("cells_s"):
-            engine.Engine(sweep, store, run_id, out, peak, progress, cell_timeout).run()
+            schedule = engine.Engine(sweep, store, run_id, out, peak, progress, cell_timeout, deadline, on_round).run()
+        store.set_schedule(run_id, {**schedule, "budget_s": sweep.policy.budget_s})
         status = "complete"
     finally:
         store.add_phases(run_id, phases | {"wall_s": time.perf_counter() - t_start})

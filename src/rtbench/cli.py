@@ -33,8 +33,11 @@ def run(
     weights: str = typer.Option("random", help="random, or pretrained (needs the internet)."),
     out: str = typer.Option("rtbench-results", help=OUT_HELP),
     resume: Optional[str] = typer.Option(None, help="Finish run RUN_ID: cells already measured are skipped."),
-    max_time: Optional[float] = typer.Option(None, help="Time cap per cell in seconds (timed loop)."),
-    ci_target: Optional[float] = typer.Option(None, help="Stop when the 95% CI half-width is under this fraction."),
+    budget: Optional[float] = typer.Option(None, help="Seconds for the whole run, report included (default: 280 on "
+                                           "a CPU, 75 on a GPU); cells left wider than the CI target are flagged."),
+    rounds: Optional[int] = typer.Option(None, help="Rounds every cell is measured in, at least (default 5)."),
+    ci_target: Optional[float] = typer.Option(None, help="A cell gets more rounds while its 95% CI half-width is "
+                                              "above this fraction of its estimate (default 0.01)."),
     compile_mode: Optional[str] = typer.Option(None, help="torch.compile mode for the torch-compile runtime."),
     cudnn_search: Optional[str] = typer.Option(None, help="ONNX Runtime cuDNN conv search: EXHAUSTIVE, HEURISTIC, DEFAULT."),
     cell_timeout: float = typer.Option(600.0, help="Seconds one cell may take before its worker is killed (status timeout)."),
@@ -48,10 +51,10 @@ def run(
         _resume_takes_no_grid(ctx)
     options = {k: v for k, v in (("compile_mode", compile_mode), ("cudnn_conv_algo_search", cudnn_search)) if v}
     policy = None
-    if max_time is not None or ci_target is not None:
+    if rounds is not None or ci_target is not None:
         base = api.default_policy(api.resolve_device(device))
-        policy = dataclasses.replace(base, **{k: v for k, v in (("max_time_s", max_time), ("ci_target", ci_target))
-                                              if v is not None}, min_time_s=max(0.0, min(base.min_time_s, max_time or 1e9)))
+        policy = dataclasses.replace(base, **{k: v for k, v in (("rounds", rounds), ("ci_target", ci_target))
+                                              if v is not None}, max_rounds=max(base.max_rounds, rounds or 0))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("left"), TimeRemainingColumn(), console=err, transient=False)
     state = {}
@@ -65,10 +68,14 @@ def run(
     def on_cell(cell, status):
         progress.update(state["task"], advance=1, description=f"{cell.label()} [{status}]")
 
+    def on_round(r, cells):
+        progress.update(state["task"], description=f"round {r + 1}: {cells} cells")
+
     try:
         r = api.run(model=model, runtimes=runtimes or None, precision=precision, sizes=sizes, batches=batches,
                     device=device, boundary=boundary, weights=weights, out=out, resume=resume, policy=policy,
-                    options=options, on_start=on_start, progress=on_cell, cell_timeout=cell_timeout)
+                    options=options, on_start=on_start, progress=on_cell, cell_timeout=cell_timeout,
+                    budget=budget, on_round=on_round)
     except KeyboardInterrupt:
         progress.stop()
         err.print(f"interrupted: run {state.get('run_id')} marked interrupted; a partial report was written. "
@@ -96,7 +103,7 @@ def print_warnings(r) -> None:
                       highlight=False)
 
 
-SWEEP_OPTIONS = ("model", "runtimes", "sizes", "batches", "precision", "device", "boundary", "weights", "max_time",
+SWEEP_OPTIONS = ("model", "runtimes", "sizes", "batches", "precision", "device", "boundary", "weights", "rounds",
                  "ci_target", "compile_mode", "cudnn_search")
 
 
@@ -112,17 +119,18 @@ def _resume_takes_no_grid(ctx: typer.Context) -> None:
 def print_table(r) -> None:
     """The same numbers as report.md, in the terminal."""
     from rtbench.report.table import _load, _ms, _speedup, fmt
+    from rtbench.status import MEASURED
 
     df = r.to_pandas()
     if df.empty:
         return
-    t = Table(title=f"{r.sweep.model} · {r.sweep.device} · boundary {r.sweep.boundary} (ms: trimmed mean ±CI)")
+    t = Table(title=f"{r.sweep.model} · {r.sweep.device} · boundary {r.sweep.boundary} (ms: estimate ±95% CI)")
     for col in ("runtime", "precision", "size", "batch", "ms", "FPS", "↑ torch", "ms/img", "load %"):
         t.add_column(col, justify="right" if col not in ("runtime", "precision") else "left",
                      no_wrap=col in ("runtime", "precision", "size", "batch"))
     for _, row in df.iterrows():
         d = row.to_dict()
-        ok = d["status"] in ("ok", "mismatch")
+        ok = d["status"] in MEASURED
         t.add_row(d["runtime"], d["precision"], str(d["size"]), str(d["batch"]), _ms(d),
                   fmt(d.get("fps"), 1) if ok else "–", _speedup(d), fmt(d.get("ms_per_image")) if ok else "–", _load(d))
     console.print(t)
@@ -147,22 +155,23 @@ def report(run_id: str = typer.Argument(..., help="The run to render."),
 
 @app.command()
 def compare(run_a: str, run_b: str, out: str = typer.Option("rtbench-results", help=OUT_HELP)):
-    """Compare two runs cell by cell: B's speedup over A (ratio of trimmed means, bootstrap 95% CI)."""
+    """Compare two runs cell by cell: B's speedup over A (ratio of the estimates, 95% CI from both runs' rounds)."""
     from rtbench import stats
     from rtbench.results import Run
 
     a, b = Run.load(run_a, out), Run.load(run_b, out)
-    key = ("runtime", "precision", "size", "batch", "boundary")
-    ca = {tuple(c[k] for k in key): c for c in a.cells if c["status"] in ("ok", "mismatch")}
+    ca = {c.cell.key: c for c in a.cells if c.measured}
     t = Table(title=f"{run_b} vs {run_a}: speedup > 1 means B is faster")
-    for col in (*key, "A ms", "B ms", "speedup (95% CI)"):
+    for col in ("runtime", "precision", "size", "batch", "boundary", "A ms", "B ms", "speedup (95% CI)"):
         t.add_column(col)
     for c in b.cells:
-        k = tuple(c[x] for x in key)
-        if k in ca and c["status"] in ("ok", "mismatch"):
-            s = stats.speedup(ca[k]["samples_ms"], c["samples_ms"])
-            t.add_row(*map(str, k), f"{ca[k]['stats']['trimmed_mean_ms']:.3f}", f"{c['stats']['trimmed_mean_ms']:.3f}",
-                      f"{s['speedup']:.3f} ({s['speedup_low']:.3f}–{s['speedup_high']:.3f})")
+        old = ca.get(c.cell.key)
+        if old is None or not c.measured:
+            continue
+        s = (stats.unpaired_speedup(old.round_ms, c.round_ms)
+             or stats.iid_speedup(old.samples_ms, c.samples_ms))  # rounds of two runs are never paired
+        t.add_row(*map(str, c.cell.key), f"{old.ms:.3f}", f"{c.ms:.3f}",
+                  f"{s['speedup']:.3f} ({s['speedup_low']:.3f}–{s['speedup_high']:.3f})")
     console.print(t)
 
 

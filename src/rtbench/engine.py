@@ -1,36 +1,42 @@
-"""Runs a Sweep: cell order, worker processes, timeouts, OOM rule, resume.
+"""Runs a Sweep: worker processes, preparation, interleaved rounds (rtbench.rounds), timeouts, OOM rule, resume.
 
 Failure is data: a cell that fails is stored with its status and a one-line reason and the sweep goes on.
-Every runtime group (runtime, precision) is measured in its own worker process (worker.py); a worker that
-crashes or exceeds the cell timeout is killed, its cell stored as ``failed`` or ``timeout``, and a fresh
-worker continues with the group's next cell. This process is the store's only writer: each Outcome is
-committed the moment it arrives, so a killed run resumes where it stopped.
+Every runtime group (runtime, precision) is served by its own worker process (worker.py), and all of them
+stay alive while the rounds run, each keeping its cells' sessions. A worker that crashes or exceeds the cell
+timeout is killed; the cell it was serving is stored as ``failed`` or ``timeout`` (its rounds so far kept),
+and a fresh worker prepares the group's other cells again when their next block comes. This process is the
+store's only writer: each cell is stored when prepared and each block the moment it is measured, so a
+killed run resumes with the rounds it has and measures only what is missing.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from rtbench import stats
+from rtbench.rounds import Schedule, Unit
 from rtbench.runtimes import base
-from rtbench.spec import DEFAULT_CELL_TIMEOUT_S, Cell, Sweep, TimingPolicy, check_cell_timeout
+from rtbench.spec import DEFAULT_CELL_TIMEOUT_S, Cell, Sweep, check_cell_timeout
+from rtbench.status import Status
 from rtbench.store import Store
-from rtbench.timing import HostClock, measure
+from rtbench.timing import Block, BlockSpec, HostClock, measure_once
 from rtbench.worker import Outcome, Worker, WorkerLost, is_oom, one_line  # noqa: F401  (re-exported)
 
-HARNESS_POLICY = TimingPolicy(warmup_min_calls=1000, warmup_min_s=0.02, min_calls=20_000, min_time_s=0.2,
-                              max_time_s=0.5, ci_target=0.01)
+LAUNCH_BOUND = 0.85  # median launch time over median GPU time above which the GPU waited for the host
 
 
 def harness_cost() -> dict:
     """The timing loop's own cost per timed call, measured with the null runtime."""
     sess = base.get("null")(None, Sweep(runtimes=("null",)), "fp32", Path(".")).session(None, None)
-    t = measure(sess.call, HARNESS_POLICY, HostClock())
-    return {"per_call_ns": float(stats.trimmed_mean(t.samples_ms)) * 1e6, "median_ns": float(np.median(t.samples_ms)) * 1e6,
-            "calls": int(len(t.samples_ms)), "loop_wall_ns": t.timed_s / len(t.samples_ms) * 1e9}
+    t0 = time.perf_counter()
+    x = measure_once(sess.call, HostClock(), seconds=0.2, min_calls=20_000, warmup_s=0.02)
+    wall = time.perf_counter() - t0
+    return {"per_call_ns": float(stats.trimmed_mean(x)) * 1e6, "median_ns": float(np.median(x)) * 1e6,
+            "calls": int(len(x)), "loop_wall_ns": wall / len(x) * 1e9}
 
 
 def skip_reason(oom_at: dict[int, int], cell: Cell) -> str | None:
@@ -40,72 +46,209 @@ def skip_reason(oom_at: dict[int, int], cell: Cell) -> str | None:
     return None
 
 
+class Group:
+    """One runtime group's worker process, started on demand and replaced when it dies.
+
+    ``prepare`` sets a cell up in the current worker; ``block`` measures one block, first preparing the cell
+    again in a fresh worker when the one that had it died.
+    """
+
+    def __init__(self, engine: "Engine", runtime: str, precision: str):
+        self.engine, self.runtime, self.precision = engine, runtime, precision
+        self.worker: Worker | None = None
+        self.prepared: set[tuple] = set()
+        self.failure: Outcome | None = None  # the group cannot run at all (unavailable, setup failed, ...)
+        self.started = 0  # workers started so far
+
+    def _worker(self) -> Worker | Outcome:
+        if self.failure is not None:
+            return self.failure
+        if self.worker is None or not self.worker.proc.is_alive():
+            self.close()
+            e = self.engine
+            try:
+                self.worker = Worker(e.sweep, self.runtime, self.precision, e.workdir, e.cell_timeout)
+            except WorkerLost as lost:  # set-up crashed or hung: a new worker would do the same
+                self.failure = Outcome(lost.status, lost.reason)
+                return self.failure
+            self.started += 1
+            if self.worker.group_outcome is not None:  # unavailable, unsupported, or set-up failed
+                self.failure = self.worker.group_outcome
+                return self.failure
+        return self.worker
+
+    def _ask(self, what: str, *args):
+        w = self._worker()
+        if isinstance(w, Outcome):
+            return w
+        try:
+            return w.request(what, *args, timeout=self.engine.cell_timeout)
+        except WorkerLost as lost:
+            self.close()
+            return Outcome(lost.status, lost.reason)
+
+    def prepare(self, cell: Cell) -> Outcome:
+        fresh = self.worker is None
+        out = self._ask("prepare", cell)
+        if out.status is Status.MEASURING:
+            self.prepared.add(cell.key)
+            info = out.parts.setdefault("info", {})
+            info["worker_pid"] = self.worker.pid
+            if fresh:  # process start + imports: not part of any timing, kept for the record
+                info["worker_start_s"] = self.worker.start_s
+        return out
+
+    def block(self, cell: Cell, spec: BlockSpec) -> Block | Outcome:
+        if cell.key not in self.prepared:  # its worker died since: prepare it again in a fresh one
+            again = self.prepare(cell)
+            if again.status is not Status.MEASURING:
+                return again
+        return self._ask("block", cell, spec)
+
+    def finish(self, cell: Cell) -> dict:
+        """Close the cell's session; its telemetry ({} when the worker is gone or has none)."""
+        if cell.key not in self.prepared:
+            return {}
+        self.prepared.discard(cell.key)
+        got = self._ask("finish", cell)
+        return got if isinstance(got, dict) else {}
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+        self.prepared.clear()
+
+
+@dataclass
+class Measured:
+    """What the parent keeps of a cell being measured: its store id, preparation and blocks."""
+
+    cell_id: int
+    parts: dict  # stats (warm-up), setup, parity, info from its preparation
+    blocks: list[tuple[int, Block]] = field(default_factory=list)
+
+
 class Engine:
-    """Measures the cells of one run into the store, one supervised worker process per runtime group."""
+    """Measures the cells of one run into the store: prepare every cell, then run the rounds."""
 
     def __init__(self, sweep: Sweep, store: Store, run_id: str, workdir: Path, peak: dict,
                  progress: Callable[[Cell, str], None] | None = None,
-                 cell_timeout: float = DEFAULT_CELL_TIMEOUT_S):
+                 cell_timeout: float = DEFAULT_CELL_TIMEOUT_S, deadline: float | None = None,
+                 on_round: Callable[[int, int], None] | None = None):
         self.sweep, self.store, self.run_id, self.workdir, self.peak = sweep, store, run_id, Path(workdir), peak
         self.progress = progress or (lambda cell, status: None)
+        self.on_round = on_round
         self.cell_timeout = check_cell_timeout(cell_timeout)
+        self.deadline = deadline if deadline is not None else time.perf_counter() + sweep.policy.budget_s
+        self.groups: dict[tuple[str, str], Group] = {}
+        self.schedule: Schedule | None = None
 
-    def run(self) -> None:
-        stored = self.store.cells(self.run_id, with_samples=False)
-        done = {(c["runtime"], c["precision"], c["size"], c["batch"], c["boundary"]) for c in stored}
-        groups: dict[tuple, list[Cell]] = {}
-        for c in self.sweep.cells():
-            if c.key not in done:
-                groups.setdefault((c.runtime, c.precision), []).append(c)
-        for (rt_name, precision), cells in groups.items():
-            oom_at = {}  # size -> batch that ran out of memory, carried over from an earlier (resumed) attempt
-            for c in stored:
-                if (c["runtime"], c["precision"], c["status"]) == (rt_name, precision, "oom"):
-                    oom_at[c["size"]] = min(c["batch"], oom_at.get(c["size"], c["batch"]))
-            self._run_group(rt_name, precision, cells, oom_at)
-
-    def _record(self, cell: Cell, out: Outcome) -> None:
-        self.store.add_cell(self.run_id, cell, out.status, out.reason, out.samples, **out.parts)
-        self.progress(cell, out.status)
-
-    def _start(self, rt_name: str, precision: str) -> Worker:
-        return Worker(self.sweep, rt_name, precision, self.workdir, self.cell_timeout)
-
-    def _run_group(self, rt_name: str, precision: str, cells: list[Cell], oom_at: dict[int, int]) -> None:
-        worker: Worker | None = None
+    def run(self) -> dict:
+        """Measure every cell not yet final in the store; returns how the rounds went (for the run's record)."""
+        stored = {(c["runtime"], c["precision"], c["size"], c["batch"], c["boundary"]): c
+                  for c in self.store.cells(self.run_id, with_samples=True)}
+        units: list[Unit] = []
+        self.measured: dict[tuple, Measured] = {}
         try:
-            for i, c in enumerate(cells):
-                if why := skip_reason(oom_at, c):
-                    self._record(c, Outcome("skipped", why))
-                    continue
-                fresh = worker is None
-                if fresh:
-                    try:
-                        worker = self._start(rt_name, precision)
-                    except WorkerLost as e:  # setup crashed or hung: a new worker would do the same
-                        for rest in cells[i:]:
-                            self._record(rest, Outcome(e.status, e.reason))
-                        return
-                    if worker.group_outcome is not None:  # unavailable, unsupported, or setup failed
-                        for rest in cells[i:]:
-                            self._record(rest, worker.group_outcome)
-                        return
-                t0 = time.perf_counter()
-                try:
-                    out = worker.measure(c, self.cell_timeout)
-                except WorkerLost as e:
-                    out = Outcome(e.status, e.reason)
-                info = out.parts.setdefault("info", {})
-                info["worker_pid"] = worker.pid
-                info["cell_wall_s"] = time.perf_counter() - t0  # as the parent saw it: everything for this cell
-                if fresh:  # process start + imports: not part of any timing, kept for the record
-                    info["worker_start_s"] = worker.start_s
-                if out.status in ("failed", "timeout") and not worker.proc.is_alive():
-                    worker.close()
-                    worker = None
-                if out.status == "oom":
-                    oom_at[c.size] = min(c.batch, oom_at.get(c.size, c.batch))
-                self._record(c, out)
+            for c in self.sweep.cells():
+                self.groups.setdefault((c.runtime, c.precision), Group(self, c.runtime, c.precision))
+            for (rt, precision), group in self.groups.items():
+                oom_at = {s["size"]: s["batch"] for s in sorted(stored.values(), key=lambda s: -s["batch"])
+                          if (s["runtime"], s["precision"], s["status"]) == (rt, precision, Status.OOM)}
+                for c in (c for c in self.sweep.cells() if (c.runtime, c.precision) == (rt, precision)):
+                    if (u := self._prepare(group, c, stored.get(c.key), oom_at)) is not None:
+                        units.append(u)
+            self.schedule = Schedule(self.sweep.policy, units, self._measure, self._on_block, self._on_stop,
+                                     self.deadline, on_round=self.on_round)
+            self.schedule.run()
         finally:
-            if worker is not None:
-                worker.close()
+            for g in self.groups.values():
+                g.close()
+        s = self.schedule
+        return {"block_s": s.block_s, "shortened": s.shortened, "over_budget": s.over_budget} if s else {}
+
+    # preparation --------------------------------------------------------------------------------------
+    def _prepare(self, group: Group, cell: Cell, stored: dict | None, oom_at: dict[int, int]) -> Unit | None:
+        """Prepare one cell; a Unit for the rounds, or None when the cell is final (stored, skipped, failed)."""
+        if stored is not None and Status(stored["status"]).final:
+            return None
+        if stored is None and (why := skip_reason(oom_at, cell)):
+            self._final(cell, Outcome(Status.SKIPPED, why))
+            return None
+        out = group.prepare(cell)
+        if out.status is not Status.MEASURING:
+            if out.status is Status.OOM:
+                oom_at[cell.size] = min(cell.batch, oom_at.get(cell.size, cell.batch))
+            if stored is None:
+                self._final(cell, out)
+            else:  # a resumed cell that no longer prepares: its stored rounds stay
+                self._finish_failed(cell, Measured(stored["id"], stored), out)
+            return None
+        if stored is None:
+            cid = self.store.add_cell(self.run_id, cell, Status.MEASURING, None, **out.parts)
+            m = Measured(cid, out.parts)
+        else:  # resumed: keep the stored preparation, take the rounds it has
+            m = Measured(stored["id"], {**stored, "info": {**stored["info"], **out.parts["info"], "resumed": True}})
+            for r in np.unique(stored["rounds"]):
+                k = stored["rounds"] == r
+                m.blocks.append((int(r), Block(stored["samples_ms"][k], stored["host_ms"][k],
+                                               stored["launch_ms"][k] if len(stored["launch_ms"]) else np.empty(0),
+                                               0, 0.0)))
+        self.measured[cell.key] = m
+        unit = Unit(cell, out.parts["stats"]["per_call_ms"], ref=m)
+        unit.estimates = {r: float(stats.trimmed_mean(b.primary_ms)) for r, b in m.blocks}
+        return unit
+
+    def _final(self, cell: Cell, out: Outcome) -> None:
+        self.store.add_cell(self.run_id, cell, out.status, out.reason, **out.parts)
+        self.progress(cell, str(out.status))
+
+    # rounds -------------------------------------------------------------------------------------------
+    def _measure(self, u: Unit, spec: BlockSpec) -> Block | Outcome:
+        return self.groups[(u.cell.runtime, u.cell.precision)].block(u.cell, spec)
+
+    def _on_block(self, u: Unit, r: int, b: Block) -> None:
+        self.store.add_block(u.ref.cell_id, r, b)
+        u.ref.blocks.append((r, b))
+
+    def _on_stop(self, u: Unit, failure: Outcome | None) -> None:
+        group = self.groups[(u.cell.runtime, u.cell.precision)]
+        tele = group.finish(u.cell)
+        if failure is not None:
+            self._finish_failed(u.cell, u.ref, failure)
+            return
+        m = u.ref
+        st = self._summary(m, u.stopped_by)
+        par = m.parts.get("parity") or {}
+        status, reason = (Status.MISMATCH, par.get("reason")) if par and not par.get("ok", True) else (Status.OK, None)
+        info = {**m.parts.get("info", {}), "worker_starts": group.started}
+        self.store.update_cell(m.cell_id, status, reason, stats=st, telemetry=tele, info=info)
+        self.progress(u.cell, str(status))
+
+    def _finish_failed(self, cell: Cell, m: Measured, failure: Outcome) -> None:
+        """A cell that failed during its rounds: the failure's status and reason; its rounds stay stored."""
+        st = self._summary(m, str(failure.status)) if m.blocks else m.parts.get("stats", {})
+        self.store.update_cell(m.cell_id, failure.status, failure.reason, stats=st)
+        self.progress(cell, str(failure.status))
+
+    def _summary(self, m: Measured, stopped_by: str) -> dict:
+        """Statistics from the cell's rounds, plus its warm-up, host and launch figures and how it stopped."""
+        rounds = np.concatenate([np.full(len(b.primary_ms), r) for r, b in m.blocks])
+        primary = np.concatenate([b.primary_ms for _, b in m.blocks])
+        host = np.concatenate([b.host_ms for _, b in m.blocks])
+        warm = {k: v for k, v in (m.parts.get("stats") or {}).items()
+                if k in ("warmup_calls", "warmup_s", "warmup_stable", "per_call_ms", "clock", "flops_per_image")}
+        st = {**warm, **stats.summarize(primary, rounds)}
+        st["host"] = {"ms": float(np.mean(list(stats.round_estimates(host, rounds).values()))),
+                      "median_ms": float(np.median(host))}
+        launch = [b.launch_ms for _, b in m.blocks if len(b.launch_ms)]
+        if launch:
+            ratio = float(np.median(np.concatenate(launch)) / np.median(primary)) if np.median(primary) > 0 else 0.0
+            st["launch"] = {"median_ms": float(np.median(np.concatenate(launch))), "ratio": ratio}
+            st["launch_bound"] = ratio >= LAUNCH_BOUND
+        st["timed_s"] = float(sum(b.seconds for _, b in m.blocks))  # re-warm included
+        st["rewarm_calls"] = int(sum(b.rewarm_calls for _, b in m.blocks))
+        st["stopped_by"] = stopped_by
+        st["ci_above_target"] = bool(st["ci_rel_halfwidth"] > self.sweep.policy.ci_target)
+        return st

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import platform
 
-from rtbench.spec import TimingPolicy
 
 # Dense peak TFLOP/s by precision, from the vendors' datasheets (no sparsity; fp16/bf16 with fp32
 # accumulate, as PyTorch and ONNX Runtime use). Matched against the CUDA device name, first match wins.
@@ -21,8 +20,7 @@ DATASHEET_TFLOPS: list[tuple[str, dict[str, float]]] = [
     ("RTX 4090", {"fp32": 82.6, "tf32": 82.6, "fp16": 165.2, "bf16": 165.2}),
 ]
 
-CEILING_POLICY = TimingPolicy(warmup_min_calls=2, warmup_min_s=0.05, warmup_max_s=1.0, min_calls=5,
-                              min_time_s=0.2, max_time_s=1.5, ci_target=0.02)
+CEILING = {"seconds": 0.2, "min_calls": 5, "warmup_s": 0.05}  # one block of calls per ceiling (a best rate)
 
 
 def device_name(device: str) -> str:
@@ -65,7 +63,7 @@ def measure_ceilings(device: str, precisions=("fp32",), onnxruntime: bool = True
     import torch
 
     from rtbench.runtimes.common import set_tf32, sync, torch_dtype
-    from rtbench.timing import CudaEventClock, HostClock, measure
+    from rtbench.timing import CudaEventClock, HostClock, measure_once
 
     cuda = device.startswith("cuda")
     clock = CudaEventClock(torch.cuda.current_stream(device)) if cuda else HostClock()
@@ -78,8 +76,8 @@ def measure_ceilings(device: str, precisions=("fp32",), onnxruntime: bool = True
         set_tf32(p)
         a = torch.randn(n, n, device=device).to(torch_dtype(p))
         b = torch.randn(n, n, device=device).to(torch_dtype(p))
-        t = measure(lambda: torch.mm(a, b), CEILING_POLICY, clock)
-        out[f"matmul_{p}_flops"] = out[f"matmul_{p}_torch_flops"] = 2 * n ** 3 / (best(t.samples_ms) / 1e3)
+        x = measure_once(lambda: torch.mm(a, b), clock, **CEILING)
+        out[f"matmul_{p}_flops"] = out[f"matmul_{p}_torch_flops"] = 2 * n ** 3 / (best(x) / 1e3)
     set_tf32("fp32")
     if not cuda and onnxruntime and "fp32" in precisions and (ort := _onnxruntime_matmul_flops(n, out["threads"])):
         # torch's CPU BLAS can be far from what the cores do (ONNX Runtime's MLAS reached 2x more on one
@@ -88,8 +86,8 @@ def measure_ceilings(device: str, precisions=("fp32",), onnxruntime: bool = True
         out["matmul_fp32_flops"] = max(out["matmul_fp32_flops"], ort)
     src = torch.empty(256 * 2 ** 20 if cuda else 64 * 2 ** 20, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
-    t = measure(lambda: dst.copy_(src), CEILING_POLICY, clock)
-    out["copy_bytes_per_s"] = 2 * src.numel() / (best(t.samples_ms) / 1e3)
+    x = measure_once(lambda: dst.copy_(src), clock, **CEILING)
+    out["copy_bytes_per_s"] = 2 * src.numel() / (best(x) / 1e3)
     sync(device)
     del a, b, src, dst
     if cuda:
@@ -108,7 +106,7 @@ def _onnxruntime_matmul_flops(n: int, threads: int) -> float | None:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from rtbench.timing import HostClock, measure
+    from rtbench.timing import HostClock, measure_once
 
     g = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
                           [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
@@ -120,9 +118,9 @@ def _onnxruntime_matmul_flops(n: int, threads: int) -> float | None:
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     feeds = {x: rng.standard_normal((n, n), dtype=np.float32) for x in "ab"}
-    t = measure(lambda: sess.run(None, feeds), CEILING_POLICY, HostClock())
+    x = measure_once(lambda: sess.run(None, feeds), HostClock(), **CEILING)
     onnx.checker.check_model(model)
-    return 2 * n ** 3 / (best(t.samples_ms) / 1e3)
+    return 2 * n ** 3 / (best(x) / 1e3)
 
 
 def _ceilings_in_child(device: str, precisions) -> dict:

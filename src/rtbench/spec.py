@@ -32,11 +32,15 @@ def check_cell_timeout(value) -> float:
 
 @dataclass(frozen=True)
 class TimingPolicy:
-    """How one cell is timed: warm-up until stable, then an adaptive timed loop.
+    """How cells are timed: a full warm-up on a cell's first visit, then interleaved rounds of short blocks.
 
-    The timed loop stops once ``min_calls`` and ``min_time_s`` are met and the 95% CI half-width of
-    the trimmed mean is under ``ci_target`` (relative), or at ``max_time_s`` or ``max_calls`` (the
-    cell is then flagged ``capped``). The cap never cuts a cell below ``min_calls`` samples.
+    Every cell is measured in at least ``rounds`` rounds. A round is one block of every cell still being
+    measured, in a seeded shuffled order (rtbench.rounds); a block is ``rewarm_s`` of untimed calls, then
+    timed calls for ``block_s`` (at least ``block_min_calls``). Rounds continue, up to ``max_rounds``, while
+    the run's ``budget_s`` (seconds, the whole run) lasts, so that they span it; blocks grow up to
+    ``max_block_s`` when ``max_rounds`` rounds would not fill it, and shrink (down to one call) when the
+    minimum rounds would not fit. When time runs short, cells whose 95% CI half-width is above ``ci_target``
+    (relative to the estimate) get it first; cells left above it are flagged.
     """
 
     warmup_min_calls: int = 5
@@ -44,28 +48,41 @@ class TimingPolicy:
     warmup_max_s: float = 3.0
     warmup_window: int = 5
     warmup_tolerance: float = 0.05
-    min_calls: int = 10
-    min_time_s: float = 0.3
-    max_time_s: float = 5.0
-    max_calls: int = 200_000
+    rounds: int = 5
+    max_rounds: int = 40
+    block_s: float = 0.1
+    max_block_s: float = 1.0
+    block_min_calls: int = 1
+    rewarm_s: float = 0.02
     ci_target: float = 0.01
+    budget_s: float = 300.0
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("warmup_min_calls", "warmup_window", "min_calls", "max_calls"):
+        for name in ("warmup_min_calls", "warmup_window", "block_min_calls"):
             if getattr(self, name) < 1:
                 raise UserError(f"timing policy: {name} must be at least 1 (got {getattr(self, name)})")
-        for name in ("warmup_min_s", "warmup_max_s", "min_time_s", "max_time_s"):
-            if getattr(self, name) < 0:
+        for name in ("warmup_min_s", "warmup_max_s", "block_s", "max_block_s", "rewarm_s"):
+            if not getattr(self, name) >= 0:
                 raise UserError(f"timing policy: {name} must be >= 0 seconds (got {getattr(self, name)})")
-        if self.max_calls < self.min_calls:
-            raise UserError("timing policy: max_calls must be >= min_calls")
-        if self.max_time_s < self.min_time_s:
-            raise UserError("timing policy: max_time_s must be >= min_time_s; raise --max-time")
+        if not 2 <= self.rounds <= self.max_rounds:
+            raise UserError(f"timing policy: rounds must be at least 2 and at most max_rounds ({self.max_rounds}); "
+                            f"got {self.rounds}: e.g. --rounds 5")
+        if self.max_block_s < self.block_s:
+            raise UserError(f"timing policy: max_block_s ({self.max_block_s}) must be >= block_s ({self.block_s})")
         if not 0 < self.ci_target < 1:
             raise UserError(f"timing policy: ci_target is a fraction in (0, 1), e.g. 0.01 for 1% (got {self.ci_target})")
+        if not (isinstance(self.budget_s, (int, float)) and math.isfinite(self.budget_s) and self.budget_s > 0):
+            raise UserError(f"run budget {self.budget_s!r} is invalid: give a positive number of seconds, e.g. --budget 300")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TimingPolicy":
+        """A stored policy; fields of older rtbench versions (per-cell stop rule) are dropped."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass(frozen=True)
@@ -141,7 +158,7 @@ class Sweep:
     @classmethod
     def from_dict(cls, d: dict) -> "Sweep":
         d = dict(d)
-        d["policy"] = TimingPolicy(**d.get("policy", {}))
+        d["policy"] = TimingPolicy.from_dict(d.get("policy", {}))
         d["options"] = tuple(sorted(d.get("options", {}).items()))
         for k in ("runtimes", "precisions", "sizes", "batches"):
             d[k] = tuple(d[k])

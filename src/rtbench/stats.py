@@ -1,7 +1,22 @@
-"""Statistics of per-call samples, as pure functions.
+"""Statistics of a cell's rounds, as pure functions.
 
-The headline is the 10% trimmed mean (the statistic of the seed report: 10% of samples cut from each
-end). Confidence intervals come from the bootstrap (scipy), seeded so a report re-renders the same.
+A cell is measured in rounds (rtbench.rounds): each round is one short block of calls, and the rounds of all
+cells are interleaved over the run. Calls inside a block are not independent (they drift and correlate), but
+blocks measured far apart in time, in a shuffled order, are close to it; so:
+
+- a round's estimate is the 10% trimmed mean of its block (the seed report's statistic; with fewer than 10
+  calls it cuts nothing and is the plain mean, and the cell's ``statistic`` says so);
+- the cell's estimate is the geometric mean of its round estimates, and its 95% CI a Student-t interval on
+  their logarithms (times are positive and their spread multiplicative; the interval never goes below zero),
+  so whatever varies between rounds (host speed, clocks, neighbours) widens it. Rounds close in time can still
+  share a slow drift (a host whose speed changes over tens of seconds): the interval then uses the effective
+  number of rounds, ``R (1 - rho) / (1 + rho)``, from the lag-1 autocorrelation ``rho`` of the round estimates
+  in time order (bias-corrected for short series), so a drifting cell gets the wide interval it has earned;
+- a speedup is paired: the runtime and the baseline ran in adjacent blocks of each round, the interval comes
+  from the per-round log ratios, so drift common to both cancels (with every round paired, the point is the
+  ratio of the two cells' estimates).
+
+Schema-1 runs (one block per cell) keep the i.i.d. bootstrap interval they were stored with.
 """
 from __future__ import annotations
 
@@ -13,17 +28,12 @@ from scipy import stats as sps
 
 TRIM = 0.1
 CONFIDENCE = 0.95
+MIN_TRIMMED = 10  # below this many calls a 10% trimmed mean cuts nothing: the block's statistic is the mean
+DRIFT_RATIO = 3.0  # between-round spread over what within-block noise explains, above which a cell drifts
 N_RESAMPLES = 2000
 SEED = 12345
-BATCH = 200  # resamples held in memory at once (cells can have 10^5 samples)
-_Z95 = 1.959963984540054
 # scipy >= 1.15 takes ``rng``; older releases take ``random_state``
 _RNG_ARG = "rng" if "rng" in inspect.signature(sps.bootstrap).parameters else "random_state"
-
-
-def _bootstrap(data: tuple, statistic, **kw):
-    return sps.bootstrap(data, statistic, n_resamples=N_RESAMPLES, confidence_level=CONFIDENCE, method="percentile",
-                         vectorized=True, batch=BATCH, **{_RNG_ARG: np.random.default_rng(SEED)}, **kw)
 
 
 def trimmed_mean(x, trim: float = TRIM, axis: int = -1):
@@ -31,48 +41,94 @@ def trimmed_mean(x, trim: float = TRIM, axis: int = -1):
     return sps.trim_mean(x, trim, axis=axis)
 
 
-def trimmed_mean_halfwidth(x: np.ndarray, trim: float = TRIM) -> float:
-    """Fast 95% CI half-width of the trimmed mean (Tukey-McLaughlin, winsorized variance).
+def statistic_name(block_calls) -> str:
+    """What a cell's round estimates are: the 10% trimmed mean, or the mean where blocks were too short to trim."""
+    n = np.asarray(block_calls)
+    if len(n) and n.min() >= MIN_TRIMMED:
+        return "10% trimmed mean"
+    if len(n) and n.max() < MIN_TRIMMED:
+        return "mean"
+    return "10% trimmed mean (mean in rounds of fewer than 10 calls)"
 
-    Used by the timing loop's stop rule, where a bootstrap per check would be too slow.
+
+MAX_RHO = 0.9  # the autocorrelation taken at most (the effective number of rounds is then R / 19)
+
+
+def effective_rounds(values) -> float:
+    """How many independent rounds a series of round estimates (in time order) is worth: ``R (1-rho)/(1+rho)``.
+
+    ``rho`` is the lag-1 autocorrelation, corrected for its downward bias in short series (Kendall:
+    E[rho_hat] ~ rho - (1 + 3 rho) / R), clipped to [0, MAX_RHO]; never fewer than 2 rounds.
     """
-    n = len(x)
-    if n < 3:
+    v = np.asarray(values, dtype=float)
+    r = len(v)
+    d = v - v.mean()
+    ss = float(np.sum(d * d))
+    if r < 3 or ss <= 0:
+        return float(r)
+    rho = float(np.sum(d[1:] * d[:-1])) / ss
+    rho = min(max(rho + (1 + 3 * rho) / r, 0.0), MAX_RHO)
+    return max(r * (1 - rho) / (1 + rho), 2.0)
+
+
+def interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
+    """Mean, CI low, CI high and effective rounds of round estimates in time order (a point below 2 values).
+
+    A Student-t interval with the effective number of rounds (``effective_rounds``) as the sample size.
+    """
+    v = np.asarray(values, dtype=float)
+    m = float(np.mean(v)) if len(v) else math.nan
+    if len(v) < 2:
+        return m, m, m, float(len(v))
+    n = effective_rounds(v)
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1) * np.std(v, ddof=1) / math.sqrt(n))
+    return m, m - half, m + half, n
+
+
+def estimate(round_values) -> tuple[float, float, float, float]:
+    """A cell's estimate from its round estimates (time order): geometric mean, CI low, CI high, effective rounds."""
+    m, lo, hi, n = interval(np.log(np.asarray(round_values, dtype=float)))
+    return math.exp(m), math.exp(lo), math.exp(hi), n
+
+
+def relative_halfwidth(round_values) -> float:
+    """Half the CI's width over the estimate (inf with fewer than two rounds): what the stop rule compares."""
+    if len(round_values) < 2:
         return math.inf
-    s = np.sort(x)
-    g = int(math.floor(trim * n))
-    if g:
-        s[:g] = s[g]
-        s[n - g:] = s[n - g - 1]
-    sw = float(np.std(s, ddof=1))
-    return _Z95 * sw / ((1 - 2 * trim) * math.sqrt(n))
+    m, lo, hi, _n = estimate(round_values)
+    return (hi - lo) / 2 / m
 
 
-def bootstrap_ci(x: np.ndarray, trim: float = TRIM) -> tuple[float, float]:
-    """Percentile-bootstrap 95% CI of the trimmed mean."""
-    x = np.asarray(x, dtype=float)
-    if len(x) < 2 or np.all(x == x[0]):
-        v = float(x[0]) if len(x) else math.nan
-        return v, v
-    res = _bootstrap((x,), lambda a, axis: trimmed_mean(a, trim, axis=axis))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+def round_estimates(samples_ms, rounds) -> dict[int, float]:
+    """Each round's estimate: the trimmed mean of the samples of that round (the mean below 10 samples)."""
+    x, r = np.asarray(samples_ms, dtype=float), np.asarray(rounds)
+    return {int(k): float(trimmed_mean(x[r == k])) for k in np.unique(r)}
 
 
-def summarize(samples_ms, trim: float = TRIM) -> dict:
-    """Every statistic of one cell's samples (milliseconds)."""
-    x = np.asarray(samples_ms, dtype=float)
+def summarize(samples_ms, rounds) -> dict:
+    """Every statistic of one cell from its samples and the round each was taken in (milliseconds).
+
+    ``ms`` is the headline: the geometric mean of the round estimates, with ``ci_low_ms``/``ci_high_ms``.
+    """
+    x, r = np.asarray(samples_ms, dtype=float), np.asarray(rounds)
     if len(x) == 0:
-        return {"n": 0}
-    tm = float(trimmed_mean(x, trim))
-    lo, hi = bootstrap_ci(x, trim)
+        return {"n": 0, "rounds": 0}
+    est = round_estimates(x, r)
+    values = np.array(list(est.values()))
+    calls = np.array([int(np.sum(r == k)) for k in est])
+    m, lo, hi, n_eff = estimate(values)
     std = float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
     mean = float(np.mean(x))
-    return {
+    out = {
         "n": int(len(x)),
-        "trimmed_mean_ms": tm,
+        "rounds": len(est),
+        "statistic": statistic_name(calls),
+        "effective_rounds": n_eff,
+        "ms": m,
         "ci_low_ms": lo,
         "ci_high_ms": hi,
-        "ci_rel_halfwidth": (hi - lo) / 2 / tm if tm > 0 else math.nan,
+        "ci_rel_halfwidth": (hi - lo) / 2 / m if m > 0 else math.nan,
+        "round_ms": {str(k): v for k, v in est.items()},
         "mean_ms": mean,
         "median_ms": float(np.median(x)),
         "p90_ms": float(np.percentile(x, 90)),
@@ -82,24 +138,74 @@ def summarize(samples_ms, trim: float = TRIM) -> dict:
         "std_ms": std,
         "cv": std / mean if mean > 0 else math.nan,
     }
+    out["drift_ratio"] = drift_ratio(x, r, est)
+    return out
 
 
-def speedup(baseline_ms, candidate_ms, trim: float = TRIM) -> dict:
-    """Speedup of candidate over baseline: ratio of trimmed means, with an independent-samples bootstrap CI."""
+def drift_ratio(x: np.ndarray, r: np.ndarray, est: dict[int, float]) -> float:
+    """Between-round spread of the round estimates over the spread that within-block noise alone would give.
+
+    About 1 when rounds differ only by sampling noise; far above 1 when the cell's time follows something that
+    changes between rounds (host CPU speed, clocks, neighbours). NaN when it cannot be told (under two rounds,
+    or blocks of a single call).
+    """
+    if len(est) < 2:
+        return math.nan
+    within = [np.var(x[r == k], ddof=1) / np.sum(r == k) for k in est if np.sum(r == k) > 1]
+    if len(within) < 2 or not np.mean(within) > 0:
+        return math.nan
+    between = np.var(list(est.values()), ddof=1)
+    return float(math.sqrt(between / np.mean(within)))
+
+
+def paired_speedup(baseline_rounds: dict, candidate_rounds: dict, confidence: float = CONFIDENCE) -> dict | None:
+    """Speedup of the candidate over the baseline from rounds where both ran (adjacent blocks of one round).
+
+    The point is the geometric mean of the per-round ratios baseline/candidate; the CI a t-interval on their
+    logarithms (``interval``). None with fewer than two common rounds.
+    """
+    common = sorted(set(baseline_rounds) & set(candidate_rounds))
+    if len(common) < 2:
+        return None
+    logs = [math.log(baseline_rounds[k] / candidate_rounds[k]) for k in common]
+    m, lo, hi, _n = interval(logs, confidence)
+    return {"speedup": math.exp(m), "speedup_low": math.exp(lo), "speedup_high": math.exp(hi),
+            "speedup_method": f"paired, {len(common)} rounds"}
+
+
+def unpaired_speedup(baseline_rounds: dict, candidate_rounds: dict, confidence: float = CONFIDENCE) -> dict | None:
+    """Speedup from two cells' round estimates taken as independent (Welch's interval on the log of the ratio
+    of means, delta method). Wider than the paired interval when the two cells drift together."""
+    b, c = np.array(list(baseline_rounds.values())), np.array(list(candidate_rounds.values()))
+    if len(b) < 2 or len(c) < 2:
+        return None
+    mb, mc = b.mean(), c.mean()
+    vb, vc = b.var(ddof=1) / len(b) / mb ** 2, c.var(ddof=1) / len(c) / mc ** 2
+    se = math.sqrt(vb + vc)
+    df = (vb + vc) ** 2 / (vb ** 2 / (len(b) - 1) + vc ** 2 / (len(c) - 1)) if se > 0 else len(b) + len(c) - 2
+    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
+    s = mb / mc
+    return {"speedup": s, "speedup_low": s * math.exp(-half), "speedup_high": s * math.exp(half),
+            "speedup_method": "unpaired (Welch)"}
+
+
+def iid_speedup(baseline_ms, candidate_ms, trim: float = TRIM) -> dict:
+    """Schema-1 runs (one block per cell): ratio of trimmed means with an i.i.d. bootstrap CI (not calibrated)."""
     b = np.asarray(baseline_ms, dtype=float)
     c = np.asarray(candidate_ms, dtype=float)
     ratio = float(trimmed_mean(b, trim) / trimmed_mean(c, trim))
+    out = {"speedup": ratio, "speedup_low": ratio, "speedup_high": ratio, "speedup_method": "i.i.d. bootstrap"}
     if len(b) < 2 or len(c) < 2:
-        return {"speedup": ratio, "speedup_low": ratio, "speedup_high": ratio}
+        return out
 
     def stat(x, y, axis):
         return trimmed_mean(x, trim, axis=axis) / trimmed_mean(y, trim, axis=axis)
 
-    res = _bootstrap((b, c), stat, paired=False)
-    return {"speedup": ratio, "speedup_low": float(res.confidence_interval.low),
-            "speedup_high": float(res.confidence_interval.high)}
+    res = sps.bootstrap((b, c), stat, paired=False, n_resamples=N_RESAMPLES, confidence_level=CONFIDENCE,
+                        method="percentile", vectorized=True, batch=200, **{_RNG_ARG: np.random.default_rng(SEED)})
+    return {**out, "speedup_low": float(res.confidence_interval.low), "speedup_high": float(res.confidence_interval.high)}
 
 
-def throughput(trimmed_mean_ms: float, batch: int) -> float:
+def throughput(ms: float, batch: int) -> float:
     """Images per second at this batch size (the seed's FPS = batch / latency)."""
-    return batch * 1000.0 / trimmed_mean_ms if trimmed_mean_ms > 0 else math.nan
+    return batch * 1000.0 / ms if ms > 0 else math.nan

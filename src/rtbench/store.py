@@ -11,14 +11,14 @@ import numpy as np
 
 from rtbench.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILENAME = "rtbench.sqlite"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, created TEXT NOT NULL, finished TEXT, status TEXT NOT NULL,
-    sweep TEXT NOT NULL, harness TEXT, peak TEXT, phases TEXT);
+    sweep TEXT NOT NULL, harness TEXT, peak TEXT, phases TEXT, schedule TEXT);
 CREATE TABLE IF NOT EXISTS environment (run_id TEXT PRIMARY KEY REFERENCES runs(id), fingerprint TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cells (
     id INTEGER PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(id), model TEXT NOT NULL,
@@ -26,9 +26,13 @@ CREATE TABLE IF NOT EXISTS cells (
     device TEXT NOT NULL, boundary TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
     stats TEXT, setup TEXT, parity TEXT, info TEXT, telemetry TEXT, created TEXT NOT NULL,
     UNIQUE (run_id, runtime, precision, size, batch, boundary));
-CREATE TABLE IF NOT EXISTS samples (
-    cell_id INTEGER PRIMARY KEY REFERENCES cells(id), primary_ms BLOB NOT NULL, host_ms BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    id INTEGER PRIMARY KEY, cell_id INTEGER NOT NULL REFERENCES cells(id), round INTEGER NOT NULL,
+    started REAL, seconds REAL, rewarm_calls INTEGER NOT NULL DEFAULT 0,
+    primary_ms BLOB NOT NULL, host_ms BLOB NOT NULL, launch_ms BLOB, UNIQUE (cell_id, round));
 """
+# Schema 1 kept one ``samples`` row per cell (its calls, all in one block). Schema 2 keeps every block of
+# every round (``blocks``), so a cell's interval comes from its rounds and a killed run resumes by round.
 
 CELL_JSON = ("stats", "setup", "parity", "info", "telemetry")
 
@@ -112,15 +116,19 @@ class Store:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self._check_version()  # again, under the write lock
-            fresh = self._schema_version() is None
+            version = self._schema_version()
             for stmt in SCHEMA.strip().split(";"):
                 if stmt.strip():
                     self.db.execute(stmt)
-            if fresh:
+            if version is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                return
             cols = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
             if "phases" not in cols:  # added within schema 1: older readers select by name and ignore it
                 self.db.execute("ALTER TABLE runs ADD COLUMN phases TEXT")
+            for to in range(version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[to](self.db)
+                self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(to),))
 
     def close(self) -> None:
         self.db.close()
@@ -143,20 +151,25 @@ class Store:
                 merged[k] = merged.get(k, 0.0) + v
             self.db.execute("UPDATE runs SET phases=? WHERE id=?", (dumps(merged), run_id))
 
+    def set_schedule(self, run_id: str, schedule: dict) -> None:
+        """How the run's rounds went (block length, budget, shortened...); a resume replaces it."""
+        with self.db:
+            self.db.execute("UPDATE runs SET schedule=? WHERE id=?", (dumps(schedule), run_id))
+
     def set_status(self, run_id: str, status: str) -> None:
         with self.db:
             self.db.execute("UPDATE runs SET status=?, finished=? WHERE id=?", (status, now(), run_id))
 
     def run(self, run_id: str) -> dict:
         row = self.db.execute("SELECT r.id, r.created, r.finished, r.status, r.sweep, r.harness, r.peak, "
-                              "r.phases, e.fingerprint FROM runs r LEFT JOIN environment e ON e.run_id = r.id WHERE r.id=?",
-                              (run_id,)).fetchone()
+                              "r.phases, r.schedule, e.fingerprint FROM runs r LEFT JOIN environment e "
+                              "ON e.run_id = r.id WHERE r.id=?", (run_id,)).fetchone()
         if row is None:
             raise UserError(f"unknown run id {run_id!r} in {self.path}: `rtbench list runs --out "
                             f"{self.path.parent}` lists the runs")
-        keys = ("id", "created", "finished", "status", "sweep", "harness", "peak", "phases", "env")
+        keys = ("id", "created", "finished", "status", "sweep", "harness", "peak", "phases", "schedule", "env")
         d = dict(zip(keys, row))
-        for k in ("sweep", "harness", "peak", "phases", "env"):
+        for k in ("sweep", "harness", "peak", "phases", "schedule", "env"):
             d[k] = json.loads(d[k]) if d[k] else {}
         return d
 
@@ -166,27 +179,42 @@ class Store:
         return [{"id": i, "created": c, "status": s, "sweep": json.loads(sw), "cells": n} for i, c, s, sw, n in rows]
 
     # cells ------------------------------------------------------------------------------------
-    def add_cell(self, run_id: str, cell, status: str, reason: str | None = None, samples=None, **parts) -> int:
-        """Store one measurement (and its raw samples) in one transaction."""
+    def add_cell(self, run_id: str, cell, status: str, reason: str | None = None, **parts) -> int:
+        """Store one cell (status, reason, JSON parts: stats, setup, parity, info, telemetry); returns its id."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             cur = self.db.execute(
                 "INSERT INTO cells (run_id, model, runtime, precision, size, batch, device, boundary, status, "
                 "reason, stats, setup, parity, info, telemetry, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, cell.model, cell.runtime, cell.precision, cell.size, cell.batch, cell.device,
-                 cell.boundary, status, reason, *(dumps(parts.get(k) or {}) for k in CELL_JSON), now()))
-            cid = cur.lastrowid
-            if samples is not None:
-                primary, host = samples
-                self.db.execute("INSERT INTO samples VALUES (?,?,?)",
-                                (cid, np.asarray(primary, dtype="<f8").tobytes(), np.asarray(host, dtype="<f8").tobytes()))
-        return cid
+                 cell.boundary, str(status), reason, *(dumps(parts.get(k) or {}) for k in CELL_JSON), now()))
+        return cur.lastrowid
+
+    def update_cell(self, cell_id: int, status: str, reason: str | None = None, **parts) -> None:
+        """Set a cell's status and reason and replace the JSON parts given (the others stay as stored)."""
+        given = [k for k in CELL_JSON if k in parts]
+        sets = ", ".join(["status=?", "reason=?", *(f"{k}=?" for k in given)])
+        with self.db:
+            self.db.execute(f"UPDATE cells SET {sets} WHERE id=?",
+                            (str(status), reason, *(dumps(parts[k] or {}) for k in given), cell_id))
+
+    def add_block(self, cell_id: int, round_: int, block) -> None:
+        """Store one block of timed calls (a ``timing.Block``) as round ``round_`` of a cell, at once."""
+        launch = block.launch_ms if len(block.launch_ms) else None
+        with self.db:
+            self.db.execute(
+                "INSERT INTO blocks (cell_id, round, started, seconds, rewarm_calls, primary_ms, host_ms, launch_ms) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (cell_id, round_, time.time() - block.seconds, block.seconds, block.rewarm_calls, _blob(block.primary_ms),
+                 _blob(block.host_ms), None if launch is None else _blob(launch)))
 
     def done_keys(self, run_id: str) -> set[tuple]:
         rows = self.db.execute("SELECT runtime, precision, size, batch, boundary FROM cells WHERE run_id=?", (run_id,))
         return {tuple(r) for r in rows}
 
     def cells(self, run_id: str, with_samples: bool = True) -> list[dict]:
+        """Every cell of a run as a dict; with samples, ``samples_ms``, ``host_ms``, ``launch_ms`` and the
+        ``rounds`` each sample was taken in, in round order."""
         cols = ("id", "model", "runtime", "precision", "size", "batch", "device", "boundary", "status", "reason",
                 *CELL_JSON, "created")
         rows = self.db.execute(f"SELECT {', '.join(cols)} FROM cells WHERE run_id=? ORDER BY id", (run_id,))
@@ -197,11 +225,46 @@ class Store:
                 d[k] = json.loads(d[k]) if d[k] else {}
             out.append(d)
         if with_samples and out:
-            blobs = {cid: (p, h) for cid, p, h in self.db.execute(
-                "SELECT s.cell_id, s.primary_ms, s.host_ms FROM samples s JOIN cells c ON c.id = s.cell_id "
-                "WHERE c.run_id=?", (run_id,))}
+            blocks: dict[int, list] = {}
+            for cid, rnd, p, h, la in self.db.execute(
+                    "SELECT b.cell_id, b.round, b.primary_ms, b.host_ms, b.launch_ms FROM blocks b "
+                    "JOIN cells c ON c.id = b.cell_id WHERE c.run_id=? ORDER BY b.cell_id, b.round", (run_id,)):
+                blocks.setdefault(cid, []).append((rnd, _array(p), _array(h), _array(la)))
             for d in out:
-                p, h = blobs.get(d["id"], (b"", b""))
-                d["samples_ms"] = np.frombuffer(p, dtype="<f8")
-                d["host_ms"] = np.frombuffer(h, dtype="<f8")
+                bs = blocks.get(d["id"], [])
+                d["samples_ms"] = np.concatenate([b[1] for b in bs]) if bs else np.empty(0)
+                d["host_ms"] = np.concatenate([b[2] for b in bs]) if bs else np.empty(0)
+                d["launch_ms"] = np.concatenate([b[3] for b in bs]) if bs else np.empty(0)
+                d["rounds"] = np.concatenate([np.full(len(b[1]), b[0]) for b in bs]) if bs else np.empty(0, int)
         return out
+
+    def rounds_of(self, cell_id: int) -> list[int]:
+        """The rounds stored for a cell (a resumed run measures only the missing ones)."""
+        return [r for (r,) in self.db.execute("SELECT round FROM blocks WHERE cell_id=? ORDER BY round", (cell_id,))]
+
+
+def _blob(a) -> bytes:
+    return np.asarray(a, dtype="<f8").tobytes()
+
+
+def _array(b) -> np.ndarray:
+    return np.frombuffer(b, dtype="<f8") if b else np.empty(0)
+
+
+def _update_to_2(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: each cell's samples become its one block (round 0); its stats name what they are."""
+    if "schedule" not in {r[1] for r in db.execute("PRAGMA table_info(runs)")}:
+        db.execute("ALTER TABLE runs ADD COLUMN schedule TEXT")
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name='samples'").fetchone():
+        db.execute("INSERT INTO blocks (cell_id, round, rewarm_calls, primary_ms, host_ms) "
+                   "SELECT cell_id, 0, 0, primary_ms, host_ms FROM samples")
+        db.execute("DROP TABLE samples")
+    for cid, st in db.execute("SELECT id, stats FROM cells").fetchall():
+        st = json.loads(st) if st else {}
+        if "trimmed_mean_ms" in st:
+            st.update({"ms": st.pop("trimmed_mean_ms"), "rounds": 1, "statistic": "10% trimmed mean",
+                       "ci_method": "i.i.d. bootstrap of one block's calls (schema 1: not calibrated)"})
+            db.execute("UPDATE cells SET stats=? WHERE id=?", (dumps(st), cid))
+
+
+MIGRATIONS = {2: _update_to_2}

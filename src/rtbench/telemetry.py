@@ -1,6 +1,7 @@
 """NVML telemetry: what the GPU did while a cell was timed (power, energy, clocks, throttling, others on it).
 
-``Sampler`` is a context manager. It reads the total-energy counter when it starts and stops and, in a
+``Sampler`` is a context manager; each ``with`` is one sampled window, and one sampler adds up the windows
+of a cell's blocks. It reads the total-energy counter when a window starts and stops and, in a
 background thread every ``interval_s``, power, SM and memory clocks, temperature, utilisation, memory
 used and the clock-event (throttle) reasons. ``summary(calls, batch)`` gives a JSON-ready dict (stored
 as the cell's ``telemetry``) with means/min/max, ``energy_j`` and joules per image. Without a GPU or
@@ -164,9 +165,9 @@ def _stats(values: list[float]) -> dict | None:
 class Sampler:
     """Samples one GPU through NVML in a background thread while the with-block runs.
 
-    >>> with Sampler("cuda:0") as s:
-    ...     timing = measure(...)
-    >>> s.summary(calls=timing.warmup_calls + len(timing.samples_ms), batch=cell.batch)
+    >>> s = Sampler("cuda:0")
+    >>> for each block: with s: block = timing.block(...)
+    >>> s.summary(calls=calls_in_all_blocks, batch=cell.batch)
     """
 
     def __init__(self, device: str = "cuda:0", interval_s: float = DEFAULT_INTERVAL_S, nvml=None,
@@ -180,10 +181,13 @@ class Sampler:
             except Exception as e:  # noqa: BLE001
                 self.nvml, self.reason = None, f"not available: no NVML handle for {device} ({error_text(e)})"
         self.rows: list[tuple] = []  # (t, *METRICS, reasons mask)
+        self.windows: list[tuple[int, int]] = []  # (first, end) row index of each sampled window
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._t0 = self._t1 = 0.0
-        self._e0 = self._e1 = None
+        self._t0 = 0.0
+        self._e0 = None
+        self._duration = 0.0
+        self._energy: float | None = 0.0  # counter energy over every window; None once a window lacked it
         self._procs: dict | None = None
         self._reasons = _reasons_fn(self.nvml) if self.nvml is not None else None
 
@@ -191,11 +195,12 @@ class Sampler:
     def available(self) -> bool:
         return self.nvml is not None
 
-    # lifecycle --------------------------------------------------------------------------------
+    # lifecycle: one window per start/stop; a cell's blocks are windows of one sampler ---------------
     def start(self) -> "Sampler":
         if not self.available:
             return self
-        self._procs = compute_processes(self.nvml, self.handle)
+        self._merge_procs(compute_processes(self.nvml, self.handle))
+        self._first = len(self.rows)
         self._e0 = query(self.nvml.nvmlDeviceGetTotalEnergyConsumption, self.handle)
         self._t0 = self._clock()
         self.sample()
@@ -211,15 +216,26 @@ class Sampler:
         self._thread.join()
         self._thread = None
         self.sample()
-        self._t1 = self._clock()
-        self._e1 = query(self.nvml.nvmlDeviceGetTotalEnergyConsumption, self.handle)
-        end = compute_processes(self.nvml, self.handle)
-        if end is not None:  # processes seen at the start or at the end of the cell
-            start = self._procs or {"others": [], "pids_comparable": True}
-            seen = {p["pid"] for p in start["others"]}
-            self._procs = {"others": start["others"] + [p for p in end["others"] if p["pid"] not in seen],
-                           "pids_comparable": start["pids_comparable"] and end["pids_comparable"]}
+        self._duration += self._clock() - self._t0
+        e1 = query(self.nvml.nvmlDeviceGetTotalEnergyConsumption, self.handle)
+        if self._energy is not None and self._e0 is not None and e1 is not None and e1 >= self._e0:
+            self._energy += (e1 - self._e0) / 1e3
+        else:
+            self._energy = None
+        self.windows.append((self._first, len(self.rows)))
+        self._merge_procs(compute_processes(self.nvml, self.handle))
         return self
+
+    def _merge_procs(self, seen: dict | None) -> None:
+        """Other processes seen on the GPU at the start or end of any window."""
+        if seen is None:
+            return
+        if self._procs is None:
+            self._procs = seen
+            return
+        known = {p["pid"] for p in self._procs["others"]}
+        self._procs = {"others": self._procs["others"] + [p for p in seen["others"] if p["pid"] not in known],
+                       "pids_comparable": self._procs["pids_comparable"] and seen["pids_comparable"]}
 
     def __enter__(self) -> "Sampler":
         return self.start()
@@ -251,36 +267,35 @@ class Sampler:
 
     # results ----------------------------------------------------------------------------------
     def power_energy_j(self) -> float | None:
-        """Energy from the power samples (trapezoids over the sampled window)."""
-        pts = [(r[0], r[1]) for r in self.rows if r[1] is not None]
-        if len(pts) < 2:
-            return None
-        return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(pts, pts[1:]))
+        """Energy from the power samples (trapezoids inside each sampled window)."""
+        total, pairs = 0.0, 0
+        for first, end in self.windows:
+            pts = [(r[0], r[1]) for r in self.rows[first:end] if r[1] is not None]
+            total += sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(pts, pts[1:]))
+            pairs += max(0, len(pts) - 1)
+        return total if pairs else None
 
     def energy_j(self) -> tuple[float | None, str | None]:
-        """Energy over the sampled window: the NVML counter (mJ) when it works, else power integrated."""
-        if self._e0 is not None and self._e1 is not None and self._e1 >= self._e0:
-            return (self._e1 - self._e0) / 1e3, "counter"
+        """Energy over the sampled windows: the NVML counter (mJ) when it works, else power integrated."""
+        if self._energy is not None and self.windows:
+            return self._energy, "counter"
         e = self.power_energy_j()
         return (e, "power_samples") if e is not None else (None, None)
 
-    def summary(self, calls: int | None = None, batch: int | None = None, skip_s: float = 0.0) -> dict:
-        """JSON-ready summary of the sampled window.
+    def summary(self, calls: int | None = None, batch: int | None = None) -> dict:
+        """JSON-ready summary of every sampled window.
 
-        ``calls`` (inferences run while sampling) and ``batch`` give joules per image. Samples taken in
-        the first ``skip_s`` seconds (the warm-up) are left out of the means/min/max and reasons, so
-        clocks are judged over the timed loop only; energy covers the whole window and all its calls.
+        ``calls`` (inferences run while sampling) and ``batch`` give joules per image.
         """
         if not self.available:
             return {"available": False, "reason": self.reason}
-        rows = [r for r in self.rows if r[0] >= self._t0 + skip_s] or self.rows
+        rows = self.rows
         out: dict = {"available": True, "source": "nvml", "device": self.device, "interval_s": self.interval_s,
-                     "samples": len(rows), "samples_skipped": len(self.rows) - len(rows),
-                     "duration_s": self._t1 - self._t0}
+                     "samples": len(rows), "windows": len(self.windows), "duration_s": self._duration}
         for i, name in enumerate(METRICS, start=1):
-            s = _stats([r[i] for r in rows])
-            if s is not None:
-                out[name] = s
+            st = _stats([r[i] for r in rows])
+            if st is not None:
+                out[name] = st
         counts: dict[str, int] = {}
         for r in rows:
             for name in decode_reasons(r[-1]) if r[-1] is not None else ():
@@ -304,13 +319,6 @@ class Sampler:
 def for_device(device: str, **kw) -> Sampler | None:
     """A Sampler for a CUDA device, None for the CPU (there is nothing to sample)."""
     return Sampler(device, **kw) if device.startswith("cuda") else None
-
-
-def timed_summary(sampler: Sampler | None, timing, batch: int) -> dict:
-    """The cell's ``telemetry`` for a ``timing.Timing`` measured inside ``sampler`` ({} without one)."""
-    if sampler is None:
-        return {}
-    return sampler.summary(calls=timing.warmup_calls + len(timing.samples_ms), batch=batch, skip_s=timing.warmup_s)
 
 
 def mean_of(tele: dict, metric: str) -> float:

@@ -1,9 +1,13 @@
 """THE timing loop, used for every runtime, and its clocks.
 
-A clock has ``now()`` (seconds, for the stop rule) and ``time(fn) -> (primary_ms, host_ms)``: one call
-of ``fn`` timed. On the CPU both figures are the host wall time; on CUDA the primary figure comes from
-CUDA events recorded on the stream the runtime really uses, and the host figure is wall time with the
-stream synchronised. Tests inject a fake clock.
+A clock has ``now()`` (seconds) and ``time(fn) -> (primary_ms, host_ms, launch_ms)``: one call of ``fn``
+timed. On the CPU all three are the host wall time; on CUDA the primary figure comes from CUDA events
+recorded on the stream the runtime really uses, ``host_ms`` is wall time with the stream synchronised, and
+``launch_ms`` the wall time until ``fn`` returned (the host's time to enqueue the work: when it is close to
+the event time, the GPU waited for the host). Tests inject a fake clock.
+
+A cell is warmed up fully once (``warm_up``), then measured in short blocks (``block``), each after a brief
+re-warm; rtbench.rounds decides when each block runs.
 """
 from __future__ import annotations
 
@@ -14,9 +18,6 @@ from typing import Callable, Protocol
 import numpy as np
 
 from rtbench.spec import TimingPolicy
-from rtbench.stats import trimmed_mean, trimmed_mean_halfwidth
-
-CHECK_INTERVAL_S = 0.05  # how often (at most) the stop rule is evaluated
 
 
 class Clock(Protocol):
@@ -24,7 +25,7 @@ class Clock(Protocol):
 
     def now(self) -> float: ...
 
-    def time(self, fn: Callable[[], None]) -> tuple[float, float]: ...
+    def time(self, fn: Callable[[], None]) -> tuple[float, float, float]: ...
 
 
 class HostClock:
@@ -41,16 +42,17 @@ class HostClock:
     def time(self, fn):
         t0 = time.perf_counter_ns()
         fn()
+        t1 = time.perf_counter_ns()
         self._sync()
         ms = (time.perf_counter_ns() - t0) * 1e-6
-        return ms, ms
+        return ms, ms, (t1 - t0) * 1e-6
 
     @staticmethod
     def _time_nosync(fn):
         t0 = time.perf_counter_ns()
         fn()
         ms = (time.perf_counter_ns() - t0) * 1e-6
-        return ms, ms
+        return ms, ms, ms
 
 
 class CudaEventClock:
@@ -70,76 +72,104 @@ class CudaEventClock:
         t0 = time.perf_counter_ns()
         self.start.record(self.stream)
         fn()
+        t1 = time.perf_counter_ns()
         self.end.record(self.stream)
         self.end.synchronize()
         host = (time.perf_counter_ns() - t0) * 1e-6
-        return self.start.elapsed_time(self.end), host
+        return self.start.elapsed_time(self.end), host, (t1 - t0) * 1e-6
 
 
 @dataclass
-class Timing:
-    """Every sample of one cell plus how the loop ended."""
+class Warmup:
+    """How a cell's first warm-up went. ``stable`` is None when it could not be checked (too few calls)."""
 
-    samples_ms: np.ndarray  # primary clock
+    calls: int
+    seconds: float
+    stable: bool | None
+    per_call_ms: float  # median of the last window: what one call costs, for planning blocks
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """What one block is asked for: ``seconds`` of timed calls (at least ``min_calls``) after a re-warm."""
+
+    seconds: float
+    min_calls: int = 1
+    rewarm_s: float = 0.0
+
+
+@dataclass
+class Block:
+    """The timed calls of one block, after ``rewarm_calls`` untimed ones."""
+
+    primary_ms: np.ndarray
     host_ms: np.ndarray
-    warmup_calls: int
-    warmup_s: float
-    warmup_stable: bool
-    timed_s: float
-    capped: bool  # stopped at max_time_s / max_calls before the CI target was met
-    clock: str
+    launch_ms: np.ndarray
+    rewarm_calls: int
+    seconds: float  # wall time of the whole block, re-warm included
 
 
-def _stable(w: list[float], k: int, tol: float) -> bool:
+def _stable(w: list[float], k: int, tol: float) -> bool | None:
+    """Whether the medians of the last two windows of ``k`` calls agree within ``tol``; None with too few calls."""
     if len(w) < 2 * k:
-        return False
+        return None
     prev, last = np.median(w[-2 * k:-k]), np.median(w[-k:])
-    return prev > 0 and abs(last - prev) / prev <= tol
+    return bool(prev > 0 and abs(last - prev) / prev <= tol)
 
 
-def measure(fn: Callable[[], None], policy: TimingPolicy, clock: Clock) -> Timing:
-    """Warm up until stable, then time calls until the CI target (or the cap) is reached."""
-    # 1. warm-up: at least N calls and T seconds, longer until the last two windows agree
-    t_w = clock.now()
+def warm_up(fn: Callable[[], None], policy: TimingPolicy, clock: Clock) -> Warmup:
+    """At least N calls and T seconds, longer (up to the cap) until the last two windows agree."""
+    t0 = clock.now()
     w: list[float] = []
-    stable = False
+    stable: bool | None = None
     while True:
         w.append(clock.time(fn)[0])
-        el = clock.now() - t_w
+        el = clock.now() - t0
         if len(w) >= policy.warmup_min_calls and el >= policy.warmup_min_s:
             stable = _stable(w, policy.warmup_window, policy.warmup_tolerance)
             if stable or el >= policy.warmup_max_s:
                 break
-    warmup_s = clock.now() - t_w
+    return Warmup(len(w), clock.now() - t0, stable, float(np.median(w[-policy.warmup_window:])))
 
-    # 2. timed loop: keep every sample; the stop rule runs at most every CHECK_INTERVAL_S
+
+def timed_calls(fn: Callable[[], None], clock: Clock, seconds: float, min_calls: int = 1):
+    """THE loop: time calls until ``min_calls`` are done and ``seconds`` have passed; every sample is kept."""
     primary: list[float] = []
     host: list[float] = []
-    tick = clock.time
-    add_p, add_h = primary.append, host.append
-    capped = False
-    t0 = clock.now()
-    next_check = 1
+    launch: list[float] = []
+    add_p, add_h, add_l, tick, now = primary.append, host.append, launch.append, clock.time, clock.now
+    end = now() + seconds
     while True:
-        p, h = tick(fn)
+        p, h, la = tick(fn)
         add_p(p)
         add_h(h)
-        n = len(primary)
-        if n < next_check:
-            continue
-        el = clock.now() - t0
-        if n >= policy.min_calls and el >= policy.min_time_s:
-            arr = np.asarray(primary)
-            tm = trimmed_mean(arr)
-            if tm > 0 and trimmed_mean_halfwidth(arr) / tm <= policy.ci_target:
+        add_l(la)
+        if len(primary) >= min_calls and now() >= end:
+            return np.asarray(primary), np.asarray(host), np.asarray(launch)
+
+
+def block(fn: Callable[[], None], clock: Clock, seconds: float, min_calls: int = 1, rewarm_s: float = 0.0,
+          per_call_ms: float | None = None) -> Block:
+    """One block: re-warm for ``rewarm_s`` (caches, clocks and thread pools settle after other work ran), then
+    time calls for ``seconds``. A call longer than ``rewarm_s`` gets no re-warm: its cold part is a small share."""
+    t0 = clock.now()
+    rewarm = 0
+    if rewarm_s > 0 and (per_call_ms is None or per_call_ms * 1e-3 < rewarm_s):
+        end = t0 + rewarm_s
+        while True:
+            clock.time(fn)
+            rewarm += 1
+            if clock.now() >= end:
                 break
-        if n >= policy.min_calls and (el >= policy.max_time_s or n >= policy.max_calls):
-            capped = True  # the cap never cuts a cell below min_calls samples
-            break
-        per_call = el / n if el > 0 else 0.0
-        step = int(CHECK_INTERVAL_S / per_call) if per_call > 0 else n
-        next_check = n + max(1, min(step, max(n // 4, 1)))
-        if n < policy.min_calls:
-            next_check = min(next_check, policy.min_calls)
-    return Timing(np.asarray(primary), np.asarray(host), len(w), warmup_s, stable, clock.now() - t0, capped,
-                  clock.name)
+    p, h, la = timed_calls(fn, clock, seconds, min_calls)
+    return Block(p, h, la, rewarm, clock.now() - t0)
+
+
+def measure_once(fn: Callable[[], None], clock: Clock, seconds: float, min_calls: int = 1,
+                 warmup_s: float = 0.0) -> np.ndarray:
+    """Warm up for ``warmup_s`` then time one block: the primary samples (for rtbench's own ceilings and harness
+    cost, which are not cells)."""
+    if warmup_s > 0:
+        timed_calls(fn, clock, warmup_s, 1)
+    return timed_calls(fn, clock, seconds, min_calls)[0]
+

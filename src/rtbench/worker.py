@@ -8,7 +8,9 @@ them only, never by the parent or the fork server.
 
 Protocol over one duplex Pipe: the worker sends ``("ready", info, group_outcome)`` once its runtime is
 set up (``group_outcome`` is an Outcome for every cell when the group cannot run at all, else None);
-the parent then sends Cells one at a time and receives one Outcome for each; ``None`` ends the worker.
+the parent then sends requests one at a time and receives one answer for each: ``("prepare", cell)`` ->
+Outcome (``measuring`` when ready), ``("block", cell, BlockSpec)`` -> timing.Block or a failure Outcome,
+``("finish", cell)`` -> the cell's telemetry; ``None`` ends the worker.
 """
 from __future__ import annotations
 
@@ -28,21 +30,21 @@ import numpy as np
 import torch  # noqa: F401  (preloaded by the fork server: workers start without re-importing it)
 import torchvision  # noqa: F401
 
-from rtbench import parity, stats, telemetry
+from rtbench import parity, telemetry, timing
 from rtbench.child import worker_context
 from rtbench.runtimes import base
 from rtbench.runtimes.base import Unsupported
 from rtbench.spec import Cell, Sweep
-from rtbench.timing import CudaEventClock, HostClock, measure
+from rtbench.status import Status
+from rtbench.timing import BlockSpec, CudaEventClock, HostClock
 
 
 @dataclass
 class Outcome:
-    """What measuring one cell produced, ready for the store."""
+    """What preparing or measuring a cell produced, ready for the store: a status, a reason, JSON parts."""
 
-    status: str
+    status: Status
     reason: str | None = None
-    samples: tuple | None = None
     parts: dict = field(default_factory=dict)
 
 
@@ -55,8 +57,32 @@ def is_oom(e: BaseException) -> bool:
     return isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in str(e).lower()
 
 
+def _failure(e: BaseException) -> Outcome:
+    if isinstance(e, Unsupported):
+        return Outcome(Status.UNSUPPORTED, str(e))
+    if is_oom(e):
+        _free_cuda_memory()
+        return Outcome(Status.OOM, one_line(e))
+    return Outcome(Status.FAILED, one_line(e))
+
+
+@dataclass
+class _Live:
+    """A prepared cell kept alive in the worker between its blocks."""
+
+    session: object
+    clock: object
+    per_call_ms: float
+    sampler: object  # telemetry.Sampler (GPU) or None
+
+
 class GroupMeasurer:
-    """Sets up one runtime group (runtime, precision) and measures its cells, in the current process."""
+    """Sets up one runtime group (runtime, precision) and measures its cells, in the current process.
+
+    Every prepared cell keeps its session until ``finish``, so the parent can interleave blocks of every cell
+    of the run. When preparing a cell runs out of memory, the other sessions are closed and the preparation
+    tried once more; a closed cell is prepared again (and warmed up again) at its next block.
+    """
 
     def __init__(self, sweep: Sweep, runtime: str, precision: str, workdir: Path):
         self.sweep, self.rt_name, self.precision, self.workdir = sweep, runtime, precision, Path(workdir)
@@ -64,6 +90,9 @@ class GroupMeasurer:
         self.runtime = None
         self.refs: dict = {}
         self.group_setup: dict = {}
+        self.live: dict[tuple, _Live] = {}
+        self.samplers: dict[tuple, object] = {}  # telemetry per cell, across its blocks (and re-preparations)
+        self.calls: dict[tuple, int] = {}  # calls run inside each cell's sampled blocks (energy per image)
 
     def _model(self):
         if self.model is None:
@@ -78,25 +107,26 @@ class GroupMeasurer:
             cls = base.get(self.rt_name)
             ok, why = cls.availability(self.sweep.device)
             if not ok:
-                return Outcome("unavailable", why)
+                return Outcome(Status.UNAVAILABLE, why)
             self.runtime = cls(self._model() if cls.needs_model else None, self.sweep, self.precision, self.workdir)
-        except Unsupported as e:
-            return Outcome("unsupported", str(e))
         except Exception as e:  # noqa: BLE001 - a runtime that cannot start fails its cells, the sweep goes on
-            return Outcome("oom" if is_oom(e) else "failed", f"runtime setup failed: {one_line(e)}")
+            out = _failure(e)
+            if out.status is Status.FAILED:
+                out.reason = f"runtime setup failed: {out.reason}"
+            return out
         self.group_setup = dict(self.runtime.setup)
         return None
 
     def close(self) -> None:
+        for key in list(self.live):
+            self._close(key)
         if self.runtime is not None:
             self.runtime.close()
 
-    def measure(self, cell: Cell) -> Outcome:
-        out = self._measure(self.runtime, cell)
-        if self.group_setup:  # group-level setup (export, build) is reported with the group's first cell
-            out.parts.setdefault("setup", {}).update(self.group_setup)
-            self.group_setup = {}
-        return out
+    def _close(self, key: tuple) -> None:
+        live = self.live.pop(key, None)
+        if live is not None:
+            live.session.close()
 
     def _reference(self, x, cell: Cell) -> np.ndarray:
         key = (cell.size, cell.batch)
@@ -104,14 +134,57 @@ class GroupMeasurer:
             self.refs[key] = parity.reference(self._model(), x, cell.device)
         return self.refs[key]
 
-    def _measure(self, runtime, cell: Cell) -> Outcome:
+    # the three requests of the parent ------------------------------------------------------------------
+    def prepare(self, cell: Cell) -> Outcome:
+        """Session, first call, parity, full warm-up. Status ``measuring`` when the cell is ready for blocks."""
+        out = self._prepare(cell)
+        if out.status is Status.OOM and self.live:  # other cells' sessions may hold the memory: free, retry once
+            for key in list(self.live):
+                self._close(key)
+            _free_cuda_memory()
+            out = self._prepare(cell)
+            out.parts.setdefault("info", {})["evicted_others"] = True
+        if self.group_setup and out.status is Status.MEASURING:  # group set-up is reported with its first cell
+            out.parts.setdefault("setup", {}).update(self.group_setup)
+            self.group_setup = {}
+        return out
+
+    def block(self, cell: Cell, spec: BlockSpec) -> timing.Block | Outcome:
+        """One block of ``cell``: re-warm, then timed calls; a cell closed to free memory is prepared again."""
+        if cell.key not in self.live:
+            again = self.prepare(cell)
+            if again.status is not Status.MEASURING:
+                return again
+        live = self.live[cell.key]
+        try:
+            with live.sampler or contextlib.nullcontext():
+                b = timing.block(live.session.call, live.clock, spec.seconds, spec.min_calls, spec.rewarm_s,
+                                 live.per_call_ms)
+        except Exception as e:  # noqa: BLE001 - failure is data
+            self._close(cell.key)
+            return _failure(e)
+        self.calls[cell.key] = self.calls.get(cell.key, 0) + b.rewarm_calls + len(b.primary_ms)
+        if live.clock.name != "cuda-events":
+            b.launch_ms = np.empty(0)  # on the host clock it equals the host time: not stored twice
+        return b
+
+    def finish(self, cell: Cell) -> dict:
+        """Close the cell's session; its telemetry over every block (empty on the CPU)."""
+        self._close(cell.key)
+        sampler = self.samplers.pop(cell.key, None)
+        calls = self.calls.pop(cell.key, 0)
+        return sampler.summary(calls=calls, batch=cell.batch) if sampler is not None else {}
+
+    def _prepare(self, cell: Cell) -> Outcome:
         from rtbench.runtimes.common import make_input, sync
 
+        self._close(cell.key)
+        runtime = self.runtime
         model = runtime.model
         sess = None
         try:
             if model is not None and (why := model.check_size(cell.size)):
-                return Outcome("unsupported", why)
+                return Outcome(Status.UNSUPPORTED, why)
             x = make_input(cell.batch, cell.size, model.channels if model else 3)
             t0 = time.perf_counter()
             sess = runtime.session(cell, x)
@@ -126,37 +199,22 @@ class GroupMeasurer:
                 par = parity.compare(sess.fetch(), self._reference(x, cell), cell.precision, model.parity_reference)
             parity_s = time.perf_counter() - t0
             clock = CudaEventClock(sess.stream) if sess.stream is not None else HostClock()
-            sampler = telemetry.for_device(cell.device)  # NVML in a background thread; None on the CPU
-            with sampler or contextlib.nullcontext():
-                timing = measure(sess.call, self.sweep.policy, clock)
+            w = timing.warm_up(sess.call, self.sweep.policy, clock)
             flops = model.flops_per_image(cell.size) if model is not None else None
-        except Unsupported as e:
-            return Outcome("unsupported", str(e))
         except Exception as e:  # noqa: BLE001 - failure is data
-            if is_oom(e):
-                sess = None
-                _free_cuda_memory()
-                return Outcome("oom", one_line(e))
-            return Outcome("failed", one_line(e))
-        finally:
             if sess is not None:
                 sess.close()
-        t0 = time.perf_counter()
-        st = stats.summarize(timing.samples_ms)
-        st["host"] = {"trimmed_mean_ms": float(stats.trimmed_mean(timing.host_ms)),
-                      "median_ms": float(np.median(timing.host_ms))}
-        st.update({"warmup_calls": timing.warmup_calls, "warmup_s": timing.warmup_s, "warmup_stable": timing.warmup_stable,
-                   "timed_s": timing.timed_s, "capped": timing.capped, "clock": timing.clock})
+                sess = None
+            return _failure(e)
+        if cell.key not in self.samplers:
+            self.samplers[cell.key] = telemetry.for_device(cell.device)  # NVML over the blocks; None on the CPU
+        self.live[cell.key] = _Live(sess, clock, w.per_call_ms, self.samplers[cell.key])
+        warm = {"warmup_calls": w.calls, "warmup_s": w.seconds, "warmup_stable": w.stable,
+                "per_call_ms": w.per_call_ms, "clock": clock.name}
         if flops is not None:
-            st["flops_per_image"] = flops
-        # the harness's own work around the timed loop, kept to show where a run's time goes
-        info = {**sess.info, "parity_s": parity_s, "stats_s": time.perf_counter() - t0}
-        status, reason = "ok", None
-        if par and not par["ok"]:
-            status, reason = "mismatch", par.get("reason")
-        return Outcome(status, reason, (timing.samples_ms, timing.host_ms),
-                       {"stats": st, "setup": setup, "parity": par, "info": info,
-                        "telemetry": telemetry.timed_summary(sampler, timing, cell.batch)})
+            warm["flops_per_image"] = flops
+        return Outcome(Status.MEASURING, None, {"stats": warm, "setup": setup, "parity": par,
+                                                "info": {**sess.info, "parity_s": parity_s}})
 
 
 def _free_cuda_memory() -> None:
@@ -169,7 +227,10 @@ def _free_cuda_memory() -> None:
 # ---- the worker process -----------------------------------------------------------------------------
 
 def serve(conn, job: dict) -> None:
-    """Worker entry point: set up the group, then measure each Cell the parent sends until None."""
+    """Worker entry point: set up the group, then answer the parent's requests until None.
+
+    Requests: ``("prepare", cell)``, ``("block", cell, spec)``, ``("finish", cell)``.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     log = os.open(job["log"], os.O_WRONLY | os.O_APPEND)
     os.dup2(log, 1)
@@ -185,9 +246,10 @@ def serve(conn, job: dict) -> None:
     m = GroupMeasurer(Sweep.from_dict(job["sweep"]), job["runtime"], job["precision"], Path(job["workdir"]))
     group = m.setup()
     conn.send(("ready", {"pid": os.getpid(), "setup_s": time.perf_counter() - t0}, group))
+    handlers = {"prepare": m.prepare, "block": m.block, "finish": m.finish}
     try:
-        while group is None and (cell := conn.recv()) is not None:
-            conn.send(m.measure(cell))
+        while group is None and (req := conn.recv()) is not None:
+            conn.send(handlers[req[0]](*req[1:]))
     except EOFError:
         pass
     finally:
@@ -214,7 +276,7 @@ def _exit_with_parent(interval_s: float = 1.0) -> None:
 class WorkerLost(Exception):
     """The worker died or did not answer in time; it has been killed. ``status`` is failed or timeout."""
 
-    def __init__(self, status: str, reason: str):
+    def __init__(self, status: Status, reason: str):
         super().__init__(reason)
         self.status, self.reason = status, reason
 
@@ -241,9 +303,10 @@ class Worker:
         self.pid, self.setup_s = info["pid"], info["setup_s"]  # setup_s: model and runtime set-up in the worker
         self.start_s = max(0.0, time.perf_counter() - t0 - self.setup_s)  # process start + imports
 
-    def measure(self, cell: Cell, timeout: float) -> Outcome:
-        self.conn.send(cell)
-        return self._recv(timeout, "this cell")
+    def request(self, what: str, *args, timeout: float):
+        """Send one request (prepare, block, finish) and wait for its answer; WorkerLost when it dies or hangs."""
+        self.conn.send((what, *args))
+        return self._recv(timeout, f"this cell's {what}")
 
     def _recv(self, timeout: float, what: str):
         if self.conn.poll(timeout):
@@ -253,14 +316,14 @@ class Worker:
                 pass
         else:
             self.kill()
-            raise WorkerLost("timeout", f"{what} took longer than the cell timeout of {timeout:g} s; worker killed")
+            raise WorkerLost(Status.TIMEOUT, f"{what} took longer than the cell timeout of {timeout:g} s; worker killed")
         self.proc.join(5)
         self.kill()
         code = self.proc.exitcode
         how = (f"killed by {signal.Signals(-code).name}" if code is not None and code < 0
                else f"exited with code {code}")
         last = last_error_line(self.log)
-        raise WorkerLost("failed", f"worker {how} during {what}" + (f": {last}" if last else ""))
+        raise WorkerLost(Status.FAILED, f"worker {how} during {what}" + (f": {last}" if last else ""))
 
     def kill(self) -> None:
         if self.proc.is_alive():

@@ -13,7 +13,8 @@ import pandas as pd
 
 from rtbench.results import BASELINE
 
-MEASURED = ("ok", "mismatch")
+from rtbench.status import MEASURED
+
 SATURATION_GAIN = 0.05
 MIN_SAMPLES_FOR_CI = 3  # below this a cell's "CI" is a point: it cannot support a significant difference
 
@@ -80,7 +81,7 @@ def cell_verdict(cells: pd.DataFrame) -> Verdict | None:
 
     Another runtime ties with the fastest when their CIs overlap or either has too few samples for a CI.
     """
-    m = measured(cells).sort_values("trimmed_mean_ms")
+    m = measured(cells).sort_values("ms")
     if m.empty:
         return None
     best = m.iloc[0]
@@ -92,7 +93,7 @@ def cell_verdict(cells: pd.DataFrame) -> Verdict | None:
         size=int(best["size"]), batch=int(best["batch"]), winner=best["runtime"],
         significant=len(others) > 0 and not tied, tied=tied,
         runner_up=None if runner is None else runner["runtime"],
-        margin=math.nan if runner is None else float(runner["trimmed_mean_ms"] / best["trimmed_mean_ms"]),
+        margin=math.nan if runner is None else float(runner["ms"] / best["ms"]),
         speedup=float(best.get("speedup", math.nan)), speedup_low=float(best.get("speedup_low", math.nan)),
         speedup_high=float(best.get("speedup_high", math.nan)), mismatch=best["status"] == "mismatch")
 

@@ -29,12 +29,13 @@ MESSAGES: dict[str, dict[str, str]] = {
     "cells_count": {"en": "Cells: {counts}", "ru": "Ячейки: {counts}"},
     "no_cells": {"en": "No cells were stored for this run.", "ru": "Для этого запуска не сохранено ни одной ячейки."},
     "table_note": {
-        "en": "Times in ms: 10% trimmed mean ±CI half-width. ↑ = speedup vs torch (ratio of trimmed means, 95% CI). "
+        "en": "Times in ms: estimate ±95% CI half-width, or the CI itself when it is wider than ±10% (see Statistic "
+              "above). ↑ = speedup vs torch (95% CI). "
               "**Bold**: fastest with its CI clear of every other runtime's. ⚠ = outputs beyond the parity tolerance. "
-              "* = the cell hit the time cap.",
-        "ru": "Время в мс: усечённое на 10% среднее ±полуширина ДИ. ↑ = ускорение относительно torch (отношение "
-              "усечённых средних, 95% ДИ). **Жирным**: самый быстрый, и его ДИ не пересекается с ДИ остальных. "
-              "⚠ = выходы вне допуска сверки. * = ячейка упёрлась в лимит времени."},
+              "* = CI wider than the target. † = launch-bound: the time follows the host CPU.",
+        "ru": "Время в мс: оценка ±полуширина 95% ДИ или сам ДИ, если он шире ±10% (см. «Статистика» выше). ↑ = "
+              "ускорение относительно torch (95% ДИ). **Жирным**: самый быстрый, и его ДИ не пересекается с ДИ остальных. ⚠ = выходы вне допуска "
+              "сверки. * = ДИ шире цели. † = упирается в запуск ядер: время следует за CPU хоста."},
     "fix": {"en": "Fix", "ru": "Как исправить"},
     # table headers
     "col_size": {"en": "Size", "ru": "Размер"},
@@ -75,17 +76,49 @@ MESSAGES: dict[str, dict[str, str]] = {
                        "двух последних окон по {window} вызовов не совпадут в пределах {tol:.0%}"},
     "m_warmup_unstable": {"en": "; {n} cell(s) reached the warm-up cap before the timings settled",
                           "ru": "; в {n} ячейк(ах) прогрев упёрся в лимит, не дождавшись стабильности"},
-    "m_stop": {"en": "**Stop rule:** at least {calls} calls and {min_s:g} s, then until the 95% CI half-width of the "
-                     "10% trimmed mean is under {target:.1%} of it, or {max_s:g} s (cells marked * hit that cap: {capped})",
-               "ru": "**Правило остановки:** не меньше {calls} вызовов и {min_s:g} с, затем пока полуширина 95% ДИ "
-                     "усечённого на 10% среднего не станет меньше {target:.1%} от него, или {max_s:g} с (ячейки с * "
-                     "упёрлись в лимит: {capped})"},
-    "m_samples": {"en": "**Samples per cell:** {lo}–{hi} timed calls (median {med}); every sample is kept in the store",
-                  "ru": "**Замеров на ячейку:** {lo}–{hi} вызовов (медиана {med}); все замеры хранятся в базе"},
-    "m_statistic": {"en": "**Statistic:** 10% trimmed mean ± half-width of its bootstrap 95% CI; speedup vs torch = "
-                          "ratio of trimmed means with a bootstrap 95% CI",
-                    "ru": "**Статистика:** усечённое на 10% среднее ± полуширина его бутстреп-95% ДИ; ускорение "
-                          "относительно torch = отношение усечённых средних с бутстреп-95% ДИ"},
+    "m_warmup_unchecked": {"en": "; in {n} cell(s) too few calls fitted in the cap to compare two windows (not checked)",
+                           "ru": "; в {n} ячейк(ах) до лимита уместилось слишком мало вызовов, чтобы сравнить два окна "
+                                 "(не проверено)"},
+    "m_rounds": {"en": "**Rounds:** every cell is measured in at least {rounds} rounds, and in more (up to {max}) while "
+                       "the run's budget lasts, so that its rounds span the run. A round is one block of every cell, in a "
+                       "seeded shuffled order, with the runtimes of one size, batch and precision in adjacent blocks; a "
+                       "block is {rewarm:g} ms of untimed re-warm calls, then timed calls for the block length (at least "
+                       "one). When time runs short, cells whose 95% CI half-width is above {target:.1%} of their "
+                       "estimate get it first.",
+                 "ru": "**Раунды:** каждая ячейка измеряется не меньше чем в {rounds} раундах и, пока хватает бюджета "
+                       "прогона, в большем числе (до {max}), чтобы раунды покрывали весь прогон. Раунд — по одному блоку "
+                       "каждой ячейки в перемешанном (с зерном) порядке; среды одного размера, batch и точности идут "
+                       "соседними блоками; блок — {rewarm:g} мс повторного прогрева без замера, затем замеряемые вызовы "
+                       "на длину блока (хотя бы один). Когда времени мало, его первыми получают ячейки, у которых "
+                       "полуширина 95% ДИ больше {target:.1%} от оценки."},
+    "m_budget": {"en": "Run budget {budget:g} s; blocks of {block:.0f} ms; cells left wider than the target are listed in "
+                       "the fairness warnings.",
+                 "ru": "Бюджет прогона {budget:g} с; блоки по {block:.0f} мс; ячейки с ДИ шире цели перечислены в "
+                       "предупреждениях."},
+    "m_legacy": {"en": "**Stop rule (schema-1 run):** one block per cell, until its i.i.d. CI met the target or a time "
+                       "cap; such intervals are not calibrated.",
+                 "ru": "**Правило остановки (запуск схемы 1):** один блок на ячейку до достижения цели по ДИ (i.i.d.) "
+                       "или лимита времени; такие интервалы не откалиброваны."},
+    "m_samples": {"en": "**Per cell:** {rlo}–{rhi} rounds (median {rmed}), {lo}–{hi} timed calls (median {med}); every "
+                        "sample is kept in the store with its round",
+                  "ru": "**На ячейку:** {rlo}–{rhi} раундов (медиана {rmed}), {lo}–{hi} замеров (медиана {med}); все "
+                        "замеры хранятся в базе вместе с номером раунда"},
+    "m_statistic": {"en": "**Statistic:** per round, the 10% trimmed mean of the block's calls; per cell, the geometric "
+                          "mean of its round estimates with a 95% Student-t interval on their logarithms, the number of "
+                          "rounds discounted for their autocorrelation in time (drift between rounds widens it). Speedup "
+                          "vs torch: geometric mean of the per-round ratios (adjacent blocks of each round), same "
+                          "interval on their logarithms",
+                    "ru": "**Статистика:** в каждом раунде — усечённое на 10% среднее вызовов блока; по ячейке — среднее "
+                          "геометрическое оценок раундов с 95% интервалом Стьюдента по их логарифмам, где число раундов "
+                          "уменьшено с учётом их автокорреляции во времени (дрейф между раундами расширяет интервал). "
+                          "Ускорение относительно torch — среднее геометрическое отношений по раундам (соседние блоки "
+                          "раунда), тот же интервал по их логарифмам"},
+    "m_statistic_mean": {"en": "; in {n} cell(s) blocks had fewer than 10 calls, so the per-round statistic is the plain mean",
+                         "ru": "; в {n} ячейк(ах) в блоках было меньше 10 вызовов, поэтому оценка раунда — обычное среднее"},
+    "m_statistic_v1": {"en": "**Statistic:** 10% trimmed mean ± half-width of its i.i.d. bootstrap 95% CI (schema-1 run); "
+                             "speedup vs torch = ratio of trimmed means with a bootstrap 95% CI",
+                       "ru": "**Статистика:** усечённое на 10% среднее ± полуширина его бутстреп-95% ДИ (i.i.d., запуск "
+                             "схемы 1); ускорение = отношение усечённых средних с бутстреп-95% ДИ"},
     "m_harness": {"en": "**Harness cost:** {ns:.0f} ns per timed call (null runtime)",
                   "ru": "**Накладные расходы замера:** {ns:.0f} нс на вызов (пустая среда null)"},
     "m_time": {"en": "**Run time:** {total:.1f} s: set-up {setup:.1f} s (export, sessions, compilation, first calls), "

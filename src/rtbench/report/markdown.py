@@ -7,13 +7,12 @@ import pandas as pd
 
 from rtbench.report.blocks import Block, Bullets, Heading, Image, Para, Table
 from rtbench.spec import PRECISIONS
-
-MEASURED = ("ok", "mismatch")
+from rtbench.status import MEASURED
 
 
 def method_lines(run, df: pd.DataFrame, _: Callable[..., str]) -> list[str]:
-    """What was timed (model, device, boundary, precisions, threads, versions) and how (clock, warm-up, stop rule,
-    samples per cell, harness cost), and which cells were not measured."""
+    """What was timed (model, device, boundary, precisions, threads, versions) and how (clock, warm-up, rounds,
+    statistic, samples per cell, harness cost), and which cells were not measured."""
     s, env, h = run.sweep, run.env, run.harness
     p = s.policy
     cuda = s.device.startswith("cuda")
@@ -21,11 +20,13 @@ def method_lines(run, df: pd.DataFrame, _: Callable[..., str]) -> list[str]:
     peaks = ", ".join(f"{p} {meas[f'matmul_{p}_flops'] / 1e12:.2f} TFLOP/s" for p in PRECISIONS
                       if f"matmul_{p}_flops" in meas)
     m = df[df["status"].isin(MEASURED)] if len(df) else df
-    capped = int(m["capped"].fillna(False).astype(bool).sum()) if "capped" in m else 0
-    unstable = int((m["warmup_stable"] == False).sum()) if "warmup_stable" in m else 0  # noqa: E712 - NaN-safe
+    col = (lambda k: m[k] if k in m else pd.Series(dtype=object))
+    unstable = int((col("warmup_stable") == False).sum())  # noqa: E712 - None and NaN are "not checked"
+    unchecked = int(col("warmup_stable").isna().sum()) if len(m) else 0
+    legacy = len(m) and "rounds" in m and (m["rounds"].fillna(1) <= 1).all()
     lines = [
         _("m_model", model=s.model, weights=s.weights, reference=", ".join(sorted(
-            {c["parity"]["reference"] for c in run.cells if (c.get("parity") or {}).get("reference")})) or "PyTorch fp32"),
+            {c.parity["reference"] for c in run.cells if c.parity.get("reference")})) or "PyTorch fp32"),
         _("m_device", device=s.device, name=env.get("gpu") if cuda else env.get("cpu"), threads=env.get("torch_threads")),
         _("m_boundary", text=_(f"b_{s.boundary}")),
         _("m_precisions", precisions=", ".join(s.precisions)),
@@ -33,13 +34,24 @@ def method_lines(run, df: pd.DataFrame, _: Callable[..., str]) -> list[str]:
           batches=", ".join(map(str, s.batches))),
         _("m_clock_cuda" if cuda else "m_clock_host"),
         _("m_warmup", calls=p.warmup_min_calls, min_s=p.warmup_min_s, max_s=p.warmup_max_s, window=p.warmup_window,
-          tol=p.warmup_tolerance) + (_("m_warmup_unstable", n=unstable) if unstable else ""),
-        _("m_stop", calls=p.min_calls, min_s=p.min_time_s, target=p.ci_target, max_s=p.max_time_s, capped=capped),
+          tol=p.warmup_tolerance) + (_("m_warmup_unstable", n=unstable) if unstable else "")
+        + (_("m_warmup_unchecked", n=unchecked) if unchecked else ""),
     ]
+    if legacy:
+        lines.append(_("m_legacy"))
+    else:
+        sched = run.schedule or {}
+        budget = _("m_budget", budget=sched.get("budget_s", p.budget_s), block=sched.get("block_s", p.block_s) * 1e3)
+        lines.append(_("m_rounds", rounds=p.rounds, max=p.max_rounds, rewarm=p.rewarm_s * 1e3, target=p.ci_target)
+                     + " " + budget)
     if len(m) and "n" in m:
         n = m["n"].astype(int)
-        lines.append(_("m_samples", lo=n.min(), hi=n.max(), med=int(n.median())))
-    lines += [_("m_statistic"), _("m_harness", ns=h.get("per_call_ns", float("nan")))]
+        r = m["rounds"].fillna(1).astype(int) if "rounds" in m else n * 0 + 1
+        lines.append(_("m_samples", lo=n.min(), hi=n.max(), med=int(n.median()), rlo=r.min(), rhi=r.max(),
+                       rmed=int(r.median())))
+        short = int((col("statistic").fillna("10% trimmed mean") != "10% trimmed mean").sum())
+        lines.append(_("m_statistic_v1") if legacy else _("m_statistic") + (_("m_statistic_mean", n=short) if short else ""))
+    lines.append(_("m_harness", ns=h.get("per_call_ns", float("nan"))))
     if tb := run.time_breakdown():
         # the report's own time is known only once it is written: left out, so a re-render says the same
         lines.append(_("m_time", total=tb["total"] - tb["report"], setup=tb["setup"], measure=tb["measure"],

@@ -138,8 +138,8 @@ def utilisation(df, runtimes, _) -> Figure | None:
     col = load_column(m) if len(m) else None
     if col is None:
         return None
-    m = m.assign(load_lo=m[col] * m["trimmed_mean_ms"] / m["ci_high_ms"],
-                 load_hi=m[col] * m["trimmed_mean_ms"] / m["ci_low_ms"])
+    m = m.assign(load_lo=m[col] * m["ms"] / m["ci_high_ms"],
+                 load_hi=m[col] * m["ms"] / m["ci_low_ms"])
     fig, axes = new_figure(2, width=10, suptitle=True)
     fig.suptitle(_("p_utilisation", which=_("peak_datasheet" if col == "load_datasheet_pct" else "peak_measured")))
     panels = [(axes[0], "batch", "size", _("ax_by_size", batch=m["batch"].min()), _("ax_size")),
@@ -218,7 +218,7 @@ def throughput_latency(df, runtimes, _) -> Figure | None:
         g = m[m["runtime"] == rt].sort_values("batch")
         if g.empty:
             continue
-        x, y = g["trimmed_mean_ms"].to_numpy(float), g["fps"].to_numpy(float)
+        x, y = g["ms"].to_numpy(float), g["fps"].to_numpy(float)
         xerr = np.vstack([x - g["ci_low_ms"].to_numpy(float), g["ci_high_ms"].to_numpy(float) - x])
         yerr = np.vstack([y - g["fps_low"].to_numpy(float), g["fps_high"].to_numpy(float) - y])
         ax.errorbar(x, y, xerr=np.clip(xerr, 0, None), yerr=np.clip(yerr, 0, None), label=rt, marker="o", capsize=3,

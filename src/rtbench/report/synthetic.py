@@ -14,7 +14,9 @@ import numpy as np
 from rtbench import stats
 from rtbench.results import Run
 from rtbench.spec import Cell, Sweep
+from rtbench.status import Status
 from rtbench.store import Store
+from rtbench.timing import Block
 
 RUNTIMES = ("torch", "onnxruntime", "torch-compile")
 FIXED_CREATED = "2025-01-01T00:00:00+00:00"
@@ -23,6 +25,7 @@ ENV = {"rtbench": "0.1.0", "torch": "2.4.0", "torch_threads": 2, "cpu": "Synthet
 PEAK = {"device": "cpu", "name": "Synthetic CPU", "datasheet": None,
         "measured": {"matmul_fp32_flops": 5.0e12, "matmul_fp16_flops": 1.0e13}}
 FLOPS_224 = 3.6e9  # ResNet18 at 224x224, 2 FLOPs per multiply-add
+ROUNDS = 6  # each cell's samples are stored as this many rounds
 
 
 def default_latency(runtime: str, precision: str, size: int, batch: int) -> float:
@@ -57,16 +60,20 @@ def build_run(out: Path | str, run_id: str = "synthetic", runtimes=RUNTIMES, pre
 
 
 def _add(store: Store, run_id: str, cell: Cell, status: str, reason, rng, n: int, noise: float, latency) -> None:
-    if status not in ("ok", "mismatch"):
+    if not Status(status).measured:
         store.add_cell(run_id, cell, status, reason)
         return
     ms = latency(cell.runtime, cell.precision, cell.size, cell.batch)
     samples = ms * (1 + noise * rng.standard_normal(n))
-    st = stats.summarize(samples)
+    rounds = np.arange(n) * ROUNDS // n  # ROUNDS blocks of consecutive samples
+    st = stats.summarize(samples, rounds)
     st.update({"warmup_calls": 10, "warmup_s": 0.2, "warmup_stable": True, "timed_s": float(samples.sum() / 1e3),
-               "capped": False, "clock": "host", "flops_per_image": FLOPS_224 * (cell.size / 224) ** 2,
-               "host": {"trimmed_mean_ms": st["trimmed_mean_ms"], "median_ms": st["median_ms"]}})
+               "clock": "host", "flops_per_image": FLOPS_224 * (cell.size / 224) ** 2, "stopped_by": "target",
+               "ci_above_target": False, "host": {"ms": st["ms"], "median_ms": st["median_ms"]}})
     ok = status == "ok"
     parity = {"max_abs": 1e-5 if ok else 0.5, "max_rel": 1e-4 if ok else 0.2, "top1_agree": 1.0 if ok else 0.6, "ok": ok}
-    store.add_cell(run_id, cell, status, reason, (samples, samples * 1.01), stats=st,
-                   setup={"session_s": 0.1, "first_call_ms": ms * 3}, parity=parity, info={"threads": 2})
+    cid = store.add_cell(run_id, cell, status, reason, stats=st, setup={"session_s": 0.1, "first_call_ms": ms * 3},
+                         parity=parity, info={"threads": 2})
+    for r in range(ROUNDS):
+        x = samples[rounds == r]
+        store.add_block(cid, r, Block(x, x * 1.01, np.empty(0), 0, float(x.sum() / 1e3)))

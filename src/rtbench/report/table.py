@@ -4,12 +4,15 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
+
 from rtbench.report.blocks import Table
 from rtbench.report.conclusions import has_ci
 from rtbench.report.i18n import translator
 from rtbench.results import BASELINE
+from rtbench.status import MEASURED
 
-MEASURED = ("ok", "mismatch")
+WIDE_CI = 0.10  # a CI half-width above this share of the estimate is shown as its two bounds
 TELEMETRY = (("power_w", 1), ("joules_per_image", 3), ("sm_clock_mhz", 0))
 
 
@@ -26,8 +29,22 @@ def _ms(r) -> str:
         return r["status"]
     half = (r["ci_high_ms"] - r["ci_low_ms"]) / 2
     flag = " ⚠" if r["status"] == "mismatch" else ""
-    cap = "*" if r.get("capped") else ""
-    return f"{r['trimmed_mean_ms']:.2f} ±{half:.2f}{cap}{flag}"
+    wide = "*" if flagged(r, "ci_above_target") or flagged(r, "capped") else ""
+    launch = "†" if flagged(r, "launch_bound") else ""
+    ci = (f"±{half:.2f}" if half <= WIDE_CI * r["ms"]  # wide intervals are asymmetric (log scale): shown whole
+          else f"({r['ci_low_ms']:.{_digits(r['ci_low_ms'])}f}–{r['ci_high_ms']:.2f})")
+    return f"{r['ms']:.2f} {ci}{wide}{launch}{flag}"
+
+
+def _digits(v: float) -> int:
+    """Decimals that keep a small bound readable (0.0042 rather than 0.00)."""
+    return 2 if v >= 0.1 or v <= 0 else min(6, 1 - math.floor(math.log10(v)))
+
+
+def flagged(r, key: str) -> bool:
+    """Whether a row's flag column is set (True; not False, None or the NaN of a cell without it)."""
+    v = r.get(key)
+    return isinstance(v, (bool, np.bool_)) and bool(v)
 
 
 def _load(r) -> str:
@@ -54,7 +71,7 @@ def _winner(rows: dict) -> str | None:
     ok = {rt: r for rt, r in rows.items() if r is not None and r["status"] in MEASURED}
     if len(ok) < 2:
         return None
-    best = min(ok, key=lambda rt: ok[rt]["trimmed_mean_ms"])
+    best = min(ok, key=lambda rt: ok[rt]["ms"])
     if (ok[best]["status"] == "ok" and all(has_ci(r) for r in ok.values())
             and all(ok[best]["ci_high_ms"] < r["ci_low_ms"] for rt, r in ok.items() if rt != best)):
         return best
