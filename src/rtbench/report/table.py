@@ -27,7 +27,7 @@ def _ms(r) -> str:
     half = (r["ci_high_ms"] - r["ci_low_ms"]) / 2
     flag = " ⚠" if r["status"] == "mismatch" else ""
     cap = "*" if r.get("capped") else ""
-    return f"{r['trimmed_mean_ms']:.2f} ±{half:.2f}{cap}{flag}"
+    return f"{fmt(r['trimmed_mean_ms'])} ±{fmt(half)}{cap}{flag}"
 
 
 def _load(r) -> str:
@@ -43,7 +43,8 @@ def _load(r) -> str:
 def _speedup(r) -> str:
     if r is None or r["status"] not in MEASURED or math.isnan(r.get("speedup", math.nan)):
         return "–"
-    return f"{r['speedup']:.2f} ({r['speedup_low']:.2f}–{r['speedup_high']:.2f})"
+    lo, hi = r.get("speedup_low", math.nan), r.get("speedup_high", math.nan)
+    return f"{r['speedup']:.2f}" + ("" if math.isnan(lo) or math.isnan(hi) else f" ({lo:.2f}–{hi:.2f})")
 
 
 def _winner(rows: dict) -> str | None:
