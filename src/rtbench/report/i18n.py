@@ -75,6 +75,9 @@ MESSAGES: dict[str, dict[str, str]] = {
                        "двух последних окон по {window} вызовов не совпадут в пределах {tol:.0%}"},
     "m_warmup_unstable": {"en": "; {n} cell(s) reached the warm-up cap before the timings settled",
                           "ru": "; в {n} ячейк(ах) прогрев упёрся в лимит, не дождавшись стабильности"},
+    "m_warmup_unchecked": {"en": "; {n} cell(s) not checked (too few warm-up calls within the cap to compare two windows)",
+                           "ru": "; в {n} ячейк(ах) стабильность не проверена (за лимит прогрева слишком мало вызовов "
+                                 "для сравнения двух окон)"},
     "m_stop": {"en": "**Stop rule:** at least {calls} calls and {min_s:g} s, then until the 95% CI half-width of the "
                      "10% trimmed mean is under {target:.1%} of it, or {max_s:g} s (cells marked * hit that cap: {capped})",
                "ru": "**Правило остановки:** не меньше {calls} вызовов и {min_s:g} с, затем пока полуширина 95% ДИ "
