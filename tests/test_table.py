@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rtbench import stats
@@ -105,3 +106,15 @@ def test_seed_table_without_the_baseline_has_no_speedup_columns(table):
     assert head == ["Size", "Batch", "onnxruntime ms", "onnxruntime FPS", "onnxruntime ms/img", "onnxruntime load %"]
     assert "**" not in text  # a single runtime is never a "winner"
     assert len(text.splitlines()) == 2 + 4
+
+
+def test_nan_ci_bounds_show_as_a_dash_and_never_make_a_winner():
+    nan = float("nan")
+    cell = {"size": 32, "batch": 1, "status": "ok", "n": 50, "fps": 200.0, "ms_per_image": 5.0}
+    df = pd.DataFrame([{**cell, "runtime": "torch", "trimmed_mean_ms": 10.0, "ci_low_ms": nan, "ci_high_ms": nan,
+                        "speedup": 1.0, "speedup_low": nan, "speedup_high": nan},
+                       {**cell, "runtime": "onnxruntime", "trimmed_mean_ms": 5.0, "ci_low_ms": 4.9, "ci_high_ms": 5.1,
+                        "speedup": 2.0, "speedup_low": nan, "speedup_high": nan}])
+    r = rows(seed_table(df, ["torch", "onnxruntime"]))[("32x32", "1")]
+    assert r[:2] == ["10.00 ±–", "5.00 ±0.10"] and r[4] == "2.00"
+    assert "nan" not in "".join(r) and "**" not in "".join(r)

@@ -177,28 +177,59 @@ MESSAGES: dict[str, dict[str, str]] = {
     "c_large": {"en": "large batch ({batch})", "ru": "большой batch ({batch})"},
     "c_win": {"en": "**{rt}** {x}", "ru": "**{rt}** {x}"},
     "c_x": {"en": "{s:.2f}× ({lo:.2f}–{hi:.2f})", "ru": "{s:.2f}× ({lo:.2f}–{hi:.2f})"},
+    "c_x_point": {"en": "{s:.2f}×", "ru": "{s:.2f}×"},
     "c_baseline_x": {"en": "(baseline; {margin:.2f}× faster than {other})",
                      "ru": "(базовая; в {margin:.2f}× быстрее {other})"},
+    "c_margin_x": {"en": "({margin:.2f}× faster than {other})", "ru": "(в {margin:.2f}× быстрее {other})"},
     "c_nsd": {"en": "no significant difference ({rts})", "ru": "нет значимой разницы ({rts})"},
+    "c_nsd_base": {"en": "; faster than torch: {rts}", "ru": "; быстрее torch: {rts}"},
     "c_alone": {"en": "{rt} only", "ru": "только {rt}"},
+    "c_alone_match": {"en": "only {rt} has matching outputs", "ru": "совпадающие выходы только у {rt}"},
+    "c_no_match": {"en": "no runtime's outputs match (⚠ {rts})", "ru": "ни у одной среды выходы не совпали (⚠ {rts})"},
     "c_nodata": {"en": "–", "ru": "–"},
-    "c_mismatch": {"en": " ⚠ outputs beyond tolerance", "ru": " ⚠ выходы вне допуска"},
+    "c_among": {"en": "; fastest among runtimes whose outputs match", "ru": "; быстрее всех среди сред с совпадающими выходами"},
+    "c_rivals": {"en": " (⚠ {rts}: as fast or faster, outputs beyond tolerance)",
+                 "ru": " (⚠ {rts}: не медленнее, но выходы вне допуска)"},
+    "c_count": {"en": "{rt} at {k} of {n} sizes", "ru": "{rt} — на {k} из {n} размеров"},
     "c_regime_sum": {"en": "{regime}: **{rt}** is significantly fastest at {k} of {n} sizes (up to {best:.2f}× vs torch).",
                      "ru": "{regime}: **{rt}** значимо быстрее всех на {k} из {n} размеров (до {best:.2f}× к torch)."},
     "c_regime_sum_base": {"en": "{regime}: **{rt}** is significantly fastest at {k} of {n} sizes.",
                           "ru": "{regime}: **{rt}** значимо быстрее всех на {k} из {n} размеров."},
-    "c_regime_none": {"en": "{regime}: no runtime is significantly fastest at any size — the differences are "
-                            "inside the noise.",
-                      "ru": "{regime}: ни одна среда не быстрее значимо ни на одном размере — разница в пределах шума."},
+    "c_regime_tie": {"en": "{regime}: no single leader — {rts} are each significantly fastest at {k} of {n} sizes.",
+                     "ru": "{regime}: единого лидера нет — {rts} значимо быстрее всех, каждая на {k} из {n} размеров."},
+    "c_regime_none": {"en": "{regime}: no runtime is significantly fastest at any size; fastest or within the noise of "
+                            "the fastest: {items}.",
+                      "ru": "{regime}: ни одна среда не быстрее значимо ни на одном размере; самые быстрые или в "
+                            "пределах шума от самой быстрой: {items}."},
+    "c_also": {"en": "Also significantly fastest: {items}.", "ru": "Также значимо быстрее всех: {items}."},
+    "c_missing": {"en": "{rt} has no measurement with matching outputs at {sizes}.",
+                  "ru": "У {rt} нет замера с совпадающими выходами на {sizes}."},
+    "c_vs_base": {"en": "Significantly faster than torch: {items}.", "ru": "Значимо быстрее torch: {items}."},
+    "c_vs_base_none": {"en": "None of them is significantly faster than torch at any size.",
+                       "ru": "Ни одна из них не быстрее torch значимо ни на одном размере."},
+    "c_rivals_regime": {"en": "As fast or faster than the fastest runtime with matching outputs, but with outputs beyond "
+                              "tolerance (not recommended): {items}.",
+                        "ru": "Не медленнее самой быстрой среды с совпадающими выходами, но с выходами вне допуска "
+                              "(не рекомендуются): {items}."},
+    "c_no_ci": {"en": "Without a usable CI (too few samples or undefined bounds), so never called faster or slower: "
+                      "{items}.",
+                "ru": "Без пригодного ДИ (мало замеров или границы не определены), поэтому не признаны ни быстрее, ни "
+                      "медленнее: {items}."},
     "c_batch_h": {"en": "Effect of batch size", "ru": "Влияние batch size"},
-    "c_batch_intro": {"en": "Throughput stops growing at the batch shown: the next batch gives under {gain:.0%} more "
-                            "FPS, or the FPS CIs overlap.",
-                      "ru": "Пропускная способность перестаёт расти на указанном batch: следующий даёт меньше "
-                            "{gain:.0%} прироста FPS или ДИ FPS пересекаются."},
-    "c_sat_at": {"en": "{batch} (next {gain:+.0%})", "ru": "{batch} (далее {gain:+.0%})"},
-    "c_sat_overlap": {"en": "{batch} (next {gain:+.0%}, CIs overlap)", "ru": "{batch} (далее {gain:+.0%}, ДИ пересекаются)"},
+    "c_batch_intro": {"en": "The batch shown is the smallest whose FPS is within {gain:.0%} of the best batch's and not "
+                            "significantly below it (FPS CIs overlap); only cells with matching outputs take part.",
+                      "ru": "Указан наименьший batch, чей FPS не более чем на {gain:.0%} ниже лучшего batch и не ниже "
+                            "его значимо (ДИ FPS пересекаются); учитываются только ячейки с совпадающими выходами."},
     "c_sat_one": {"en": "only batch {batch} measured", "ru": "измерен только batch {batch}"},
-    "c_sat_grows": {"en": "still growing at {batch} (+{gain:.0%})", "ru": "растёт до {batch} (+{gain:.0%})"},
+    "c_sat_one_match": {"en": "only batch {batch} has matching outputs", "ru": "совпадающие выходы только у batch {batch}"},
+    "c_pick_best": {"en": "{batch} (highest FPS)", "ru": "{batch} (наибольший FPS)"},
+    "c_pick_near": {"en": "{batch} (batch {best}: {gain:+.1%}, within {tol:.0%} and the noise)",
+                    "ru": "{batch} (batch {best}: {gain:+.1%}, в пределах {tol:.0%} и шума)"},
+    "c_pick_grows": {"en": "still growing at {batch}, the largest measured (+{gain:.0%} over batch {prev})",
+                     "ru": "растёт до наибольшего измеренного {batch} (+{gain:.0%} к batch {prev})"},
+    "c_left_out": {"en": "; ⚠ batch {batches} left out: outputs beyond tolerance",
+                   "ru": "; ⚠ batch {batches} не учитываются: выходы вне допуска"},
+    "c_mismatch_only": {"en": "⚠ outputs beyond tolerance", "ru": "⚠ выходы вне допуска"},
     "c_size_h": {"en": "Effect of input size", "ru": "Влияние размера изображения"},
     "c_size_line": {"en": "**{rt}** (batch {batch}): from {lo}×{lo} to {hi}×{hi} px ({px:.1f}× the pixels) FPS "
                           "changes {fps_lo:.1f} → {fps_hi:.1f} ({ratio:.1f}× fewer); time per image grows {t:.1f}× "
@@ -210,29 +241,50 @@ MESSAGES: dict[str, dict[str, str]] = {
                    "ru": "медленнее числа пикселей: малые входы недогружают устройство"},
     "c_size_lin": {"en": "in line with the pixel count", "ru": "пропорционально числу пикселей"},
     "c_size_super": {"en": "faster than the pixel count", "ru": "быстрее числа пикселей"},
+    "c_size_unclear": {"en": "the noise or too few samples leave open how it compares with the pixel count",
+                       "ru": "из-за шума или малого числа замеров неясно, как это соотносится с числом пикселей"},
     "c_size_one": {"en": "Only one input size was measured.", "ru": "Измерен только один размер входа."},
     "c_rec_h": {"en": "Recommendation", "ru": "Рекомендация"},
     "c_rec_latency": {"en": "For latency (batch {batch}): use **{rt}** — significantly fastest at {k} of {n} sizes.",
                       "ru": "Для минимальной задержки (batch {batch}): **{rt}** — значимо быстрее всех на {k} из {n} "
                             "размеров."},
+    "c_rec_latency_tie": {"en": "For latency (batch {batch}): no single pick — {rts} are each significantly fastest at "
+                                "{k} of {n} sizes; choose by the input size you use (table above).",
+                          "ru": "Для минимальной задержки (batch {batch}): единого выбора нет — {rts} значимо быстрее "
+                                "всех, каждая на {k} из {n} размеров; выбирайте по своему размеру входа (таблица выше)."},
+    "c_rec_latency_top": {"en": "For latency (batch {batch}): no runtime is significantly fastest; fastest or within the "
+                                "noise of the fastest: {items}.",
+                          "ru": "Для минимальной задержки (batch {batch}): ни одна среда не быстрее значимо; самые "
+                                "быстрые или в пределах шума от самой быстрой: {items}."},
     "c_rec_latency_none": {"en": "For latency (batch {batch}): no runtime is significantly faster; the baseline "
                                  "(torch) is as good as any measured here.",
                            "ru": "Для минимальной задержки (batch {batch}): ни одна среда не быстрее значимо; базовый "
                                  "torch не хуже остальных."},
-    "c_rec_nsd": {"en": "no runtime is significantly faster at batch {batch}, so the baseline",
-                  "ru": "ни одна среда не быстрее значимо при batch {batch}, поэтому базовая"},
-    "c_rec_lead": {"en": "significantly fastest at {k} of {n} sizes at batch {batch}",
-                   "ru": "значимо быстрее всех на {k} из {n} размеров при batch {batch}"},
-    "c_rec_throughput": {"en": "For throughput ({why}): **{rt}** at batch {batch} ({size}×{size}: {fps:.1f} FPS, "
-                               "{fps_lo:.1f}–{fps_hi:.1f}); the next batch adds under {gain:.0%} or nothing beyond the noise.",
-                         "ru": "Для пропускной способности ({why}): **{rt}** с batch {batch} ({size}×{size}: {fps:.1f} FPS, "
-                               "{fps_lo:.1f}–{fps_hi:.1f}); следующий batch даёт меньше {gain:.0%} или ничего сверх шума."},
-    "c_rec_throughput_grow": {"en": "For throughput ({why}): **{rt}** at the largest batch measured, {batch} ({size}×{size}: "
-                                    "{fps:.1f} FPS, {fps_lo:.1f}–{fps_hi:.1f}); throughput was still growing (by {gain:.0%} or "
-                                    "more), so try larger batches.",
-                              "ru": "Для пропускной способности ({why}): **{rt}** с наибольшим измеренным batch {batch} "
-                                    "({size}×{size}: {fps:.1f} FPS, {fps_lo:.1f}–{fps_hi:.1f}); рост не прекратился (на {gain:.0%} и больше) — "
-                                    "стоит попробовать больший batch."},
+    "c_fps": {"en": "{fps:.1f} FPS, {lo:.1f}–{hi:.1f}", "ru": "{fps:.1f} FPS, {lo:.1f}–{hi:.1f}"},
+    "c_fps_noci": {"en": "{fps:.1f} FPS, too few samples for a CI", "ru": "{fps:.1f} FPS, мало замеров для ДИ"},
+    "c_rec_tp": {"en": "For throughput ({size}×{size}): **{rt}** at batch {batch} ({fps}) — the highest FPS of any "
+                       "runtime, its CI clear of every other runtime's best; {why}.",
+                 "ru": "Для пропускной способности ({size}×{size}): **{rt}** с batch {batch} ({fps}) — наибольший FPS "
+                       "среди сред, его ДИ не пересекается с лучшими у остальных; {why}."},
+    "c_rec_tp_alone": {"en": "For throughput ({size}×{size}): **{rt}** at batch {batch} ({fps}), the only runtime "
+                             "measured with matching outputs; {why}.",
+                       "ru": "Для пропускной способности ({size}×{size}): **{rt}** с batch {batch} ({fps}), "
+                             "единственная среда с совпадающими выходами; {why}."},
+    "c_rec_tp_tie": {"en": "For throughput ({size}×{size}): no single pick — the best FPS of these runtimes are within "
+                           "the noise of each other: {items}.",
+                     "ru": "Для пропускной способности ({size}×{size}): единого выбора нет — лучшие FPS этих сред в "
+                           "пределах шума друг от друга: {items}."},
+    "c_tp_item": {"en": "**{rt}** at batch {batch} ({fps})", "ru": "**{rt}** с batch {batch} ({fps})"},
+    "c_tp_grows": {"en": "throughput was still growing at the largest batch measured, so try larger batches",
+                   "ru": "рост не прекратился на наибольшем измеренном batch — стоит попробовать больший"},
+    "c_tp_best": {"en": "the highest FPS of its batches", "ru": "наибольший FPS среди её batch"},
+    "c_tp_near": {"en": "batch {best} gives {gain:+.1%} ({fps}), within {tol:.0%} and not significantly more, so the "
+                        "smaller batch",
+                  "ru": "batch {best} даёт {gain:+.1%} ({fps}) — в пределах {tol:.0%} и не значимо больше, поэтому "
+                        "меньший batch"},
+    "c_rt_batch": {"en": "{rt} at batch {batch}", "ru": "{rt} с batch {batch}"},
+    "c_tp_rivals": {"en": " ⚠ {rts}: as many FPS or more, but outputs beyond tolerance (not recommended).",
+                    "ru": " ⚠ {rts}: не меньше FPS, но выходы вне допуска (не рекомендуется)."},
     "c_rec_size": {"en": "Input size costs throughput as shown above: use the smallest size the accuracy allows.",
                    "ru": "Размер входа снижает пропускную способность, как показано выше: берите наименьший размер, "
                          "допустимый по точности."},

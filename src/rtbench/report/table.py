@@ -31,9 +31,11 @@ def _ms(r) -> str:
     flag = " ⚠" if r["status"] == "mismatch" else ""
     wide = "*" if flagged(r, "ci_above_target") or flagged(r, "capped") else ""
     launch = "†" if flagged(r, "launch_bound") else ""
-    ci = (f"±{half:.2f}" if half <= WIDE_CI * r["ms"]  # wide intervals are asymmetric (log scale): shown whole
-          else f"({r['ci_low_ms']:.{_digits(r['ci_low_ms'])}f}–{r['ci_high_ms']:.2f})")
-    return f"{r['ms']:.2f} {ci}{wide}{launch}{flag}"
+    if not half <= WIDE_CI * r["ms"] and math.isfinite(half):  # wide intervals are asymmetric (log scale): both bounds
+        ci = f"({r['ci_low_ms']:.{_digits(r['ci_low_ms'])}f}–{r['ci_high_ms']:.2f})"
+    else:
+        ci = f"±{fmt(half)}"
+    return f"{fmt(r['ms'])} {ci}{wide}{launch}{flag}"
 
 
 def _digits(v: float) -> int:
@@ -60,7 +62,8 @@ def _load(r) -> str:
 def _speedup(r) -> str:
     if r is None or r["status"] not in MEASURED or math.isnan(r.get("speedup", math.nan)):
         return "–"
-    return f"{r['speedup']:.2f} ({r['speedup_low']:.2f}–{r['speedup_high']:.2f})"
+    lo, hi = r.get("speedup_low", math.nan), r.get("speedup_high", math.nan)
+    return f"{r['speedup']:.2f}" + ("" if math.isnan(lo) or math.isnan(hi) else f" ({lo:.2f}–{hi:.2f})")
 
 
 def _winner(rows: dict) -> str | None:
