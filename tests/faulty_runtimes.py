@@ -16,6 +16,7 @@ import numpy as np
 from rtbench.runtimes.base import Runtime, Session, register
 
 FAULT_BATCH = 2
+LATE_S = 1.0  # fault-late-segv: how old a session is before it crashes
 
 
 class _Faulty(Runtime):
@@ -62,6 +63,23 @@ class Segfaults(_Faulty):
 
     def fault(self) -> None:
         os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@register
+class LateSegfaults(_Faulty):
+    """Crashes its worker (SIGSEGV) at batch 2 once its session is LATE_S old: during the rounds, not before."""
+
+    name = "fault-late-segv"
+
+    def session(self, cell, x) -> Session:
+        born, bad = time.monotonic(), self.faulty(cell)
+
+        def call() -> None:
+            if bad and time.monotonic() - born > LATE_S:
+                os.kill(os.getpid(), signal.SIGSEGV)
+            time.sleep(0.001)
+
+        return Session(call=call, fetch=lambda: np.zeros(0, dtype=np.float32), info={"fault": self.name})
 
 
 @register

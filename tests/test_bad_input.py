@@ -107,7 +107,10 @@ CASES = {
     "cell-timeout-negative": (["--cell-timeout=-3"], {"cell_timeout": -3}, None, "positive number of seconds"),
     "cell-timeout-nan": (["--cell-timeout", "nan"], {"cell_timeout": float("nan")}, None, "positive number of seconds"),
     "cell-timeout-text": (["--cell-timeout", "soon"], {"cell_timeout": "soon"}, None, "cell-timeout"),
-    "max-time-negative": (["--max-time=-1"], {"policy": {"max_time_s": -1.0}}, None, "max_time_s must be >= 0"),
+    "budget-negative": (["--budget=-1"], {"budget": -1.0}, None, "e.g. --budget 300"),
+    "budget-nan": (["--budget", "nan"], {"budget": float("nan")}, None, "run budget nan is invalid"),
+    "budget-text": (["--budget", "soon"], {"budget": "soon"}, None, "--budget"),
+    "rounds-one": (["--rounds", "1"], {"policy": {"rounds": 1}}, None, "rounds must be at least 2"),
     "ci-target-too-big": (["--ci-target", "2"], {"policy": {"ci_target": 2.0}}, None, "ci_target is a fraction"),
     "plugin-missing": ([], {}, "plugin", "cannot import plugin module 'no_such_rtbench_plugin'"),
 }
@@ -129,7 +132,7 @@ def prepare(case: str, tmp_path: Path, monkeypatch):
 
 
 def cli_args(case: str, tmp_path: Path, out: Path) -> list[str]:
-    opts = {"--out": str(out), "--max-time": "0.05", **{f"--{k}": v for k, v in BASE.items()}}
+    opts = {"--out": str(out), "--budget": "30", **{f"--{k}": v for k, v in BASE.items()}}
     extra = [a.replace("{tmp}", str(tmp_path)) for a in CASES[case][0]]
     flags = []
     for a in extra:  # "--opt=value" and "--opt value" both override the base option

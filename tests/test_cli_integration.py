@@ -12,8 +12,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_run_report_and_list(cli, tmp_path):
-    r = cli("run", "--runtimes", "torch,onnxruntime", "--sizes", "32,64", "--batches", "1,2", "--max-time", "0.3",
-            "--device", "cpu", "--out", "res")
+    r = cli("run", "--runtimes", "torch,onnxruntime", "--sizes", "32,64", "--batches", "1,2", "--budget", "40",
+            "--rounds", "3", "--device", "cpu", "--out", "res")
     assert r.returncode == 0, r.stderr
     m = re.search(r"run id (\d{8}-\d{6}-[0-9a-f]{4})", r.stderr)
     assert m, r.stderr
@@ -26,17 +26,20 @@ def test_run_report_and_list(cli, tmp_path):
     store = Store(tmp_path / "res", create=False)
     stored = store.run(run_id)
     assert stored["status"] == "complete"
-    assert stored["sweep"]["policy"]["max_time_s"] == 0.3 and stored["sweep"]["device"] == "cpu"
+    p = stored["sweep"]["policy"]
+    assert (p["budget_s"], p["rounds"], stored["sweep"]["device"]) == (40.0, 3, "cpu")
+    assert stored["schedule"]["budget_s"] == 40.0
     cells = store.cells(run_id)
     store.close()
     assert sorted((c["runtime"], c["size"], c["batch"]) for c in cells) == sorted(
         (rt, s, b) for rt in ("torch", "onnxruntime") for s in (32, 64) for b in (1, 2))
     assert [c["status"] for c in cells] == ["ok"] * 8
     for c in cells:
-        assert len(c["samples_ms"]) == c["stats"]["n"] >= 8  # the CPU policy's min_calls
+        assert len(c["samples_ms"]) == c["stats"]["n"] == len(c["rounds"])
         assert len(c["host_ms"]) == len(c["samples_ms"])
-        assert c["stats"]["ci_low_ms"] <= c["stats"]["trimmed_mean_ms"] <= c["stats"]["ci_high_ms"]
-        assert c["stats"]["timed_s"] >= 0.3  # --max-time 0.3 also lowers min_time_s to 0.3
+        assert c["stats"]["rounds"] == len(set(c["rounds"])) >= 3  # --rounds 3: the minimum
+        assert c["stats"]["ci_low_ms"] <= c["stats"]["ms"] <= c["stats"]["ci_high_ms"]
+        assert c["stats"]["timed_s"] > 0
 
     # report.md: the seed table with both runtimes and one row per size and batch
     report = tmp_path / "res" / run_id / "report.md"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rtbench.fairness import FairnessWarning, fairness_warnings
-from rtbench.results import Run
+from rtbench.results import CellResult, Run
 from rtbench.spec import Sweep
 
 GOOD_TELEMETRY = {"available": True, "sm_clock_mhz": {"mean": 1975, "min": 1965, "max": 1980}, "throttled": [],
@@ -16,22 +16,24 @@ GOOD_TELEMETRY = {"available": True, "sm_clock_mhz": {"mean": 1975, "min": 1965,
 
 
 def cell(runtime="torch", precision="fp32", size=224, batch=1, device="cuda:0", boundary="compute", status="ok",
-         stats=None, setup=None, info=None, telemetry=None) -> dict:
-    st = {"n": 50, "trimmed_mean_ms": 2.0, "ci_low_ms": 1.98, "ci_high_ms": 2.02, "cv": 0.01, "capped": False,
-          "warmup_stable": True, **(stats or {})}
+         stats=None, setup=None, info=None, telemetry=None) -> CellResult:
+    st = {"n": 50, "rounds": 5, "ms": 2.0, "ci_low_ms": 1.98, "ci_high_ms": 2.02, "ci_rel_halfwidth": 0.01, "cv": 0.01,
+          "ci_above_target": False, "warmup_stable": True, "drift_ratio": 1.0,
+          "round_ms": {str(k): 2.0 for k in range(5)}, **(stats or {})}
     tele = GOOD_TELEMETRY if telemetry is None and device.startswith("cuda") else (telemetry or {})
-    return {"model": "resnet18", "runtime": runtime, "precision": precision, "size": size, "batch": batch,
-            "device": device, "boundary": boundary, "status": status, "reason": None, "stats": st,
-            "setup": {"session_s": 0.1, "first_call_ms": 5.0, **(setup or {})}, "parity": {},
-            "info": {"threads": 2, "tf32": precision == "tf32", **(info or {})}, "telemetry": tele,
-            "samples_ms": np.full(50, st["trimmed_mean_ms"])}
+    return CellResult.from_row({
+        "id": 1, "model": "resnet18", "runtime": runtime, "precision": precision, "size": size, "batch": batch,
+        "device": device, "boundary": boundary, "status": status, "reason": None, "stats": st,
+        "setup": {"session_s": 0.1, "first_call_ms": 5.0, **(setup or {})}, "parity": {},
+        "info": {"threads": 2, "tf32": precision == "tf32", **(info or {})}, "telemetry": tele,
+        "samples_ms": np.full(50, st["ms"]), "rounds": np.repeat(np.arange(5), 10)})
 
 
-def make_run(cells, env=None, device="cuda:0") -> Run:
-    sweep = Sweep(runtimes=tuple(dict.fromkeys(c["runtime"] for c in cells)), sizes=(224,), batches=(1,),
+def make_run(cells, env=None, device="cuda:0", schedule=None) -> Run:
+    sweep = Sweep(runtimes=tuple(dict.fromkeys(c.cell.runtime for c in cells)), sizes=(224,), batches=(1,),
                   device=device)
     return Run("r1", "complete", "2025-01-01T00:00:00+00:00", sweep, env or {}, {"per_call_ns": 500.0}, {}, cells,
-               Path("."))
+               Path("."), schedule=schedule or {})
 
 
 def codes(ws: list[FairnessWarning]) -> list[str]:
@@ -86,25 +88,50 @@ def test_cuda_graphs_on_one_side_only(cells, fires, flagged):
         assert by_code(ws, "cuda-graphs-one-side").cells == flagged
 
 
-def test_capped_noisy_cold_and_unstable_cells():
+def test_wide_noisy_drifting_cold_and_unstable_cells():
     run = make_run([
-        cell(batch=1, stats={"capped": True}),
+        cell(batch=1, stats={"ci_above_target": True, "ci_rel_halfwidth": 0.034, "stopped_by": "budget"}),
         cell(batch=2, stats={"cv": 0.08}),
         cell(batch=4, stats={"cv": 0.049}),
-        cell(batch=8, setup={"first_call_ms": 50.0}),  # 25x the 2 ms trimmed mean
+        cell(batch=8, setup={"first_call_ms": 50.0}),  # 25x the 2 ms estimate
         cell(batch=16, setup={"first_call_ms": 15.0}),  # 7.5x: fine
         cell(batch=32, stats={"warmup_stable": False}),
+        cell(batch=64, stats={"warmup_stable": None}),  # not checked is not unstable
+        cell(batch=128, stats={"drift_ratio": 7.5}),
+        cell(batch=256, stats={"drift_ratio": float("nan")}),  # blocks of one call: cannot tell
     ])
     ws = fairness_warnings(run)
-    assert by_code(ws, "capped").cells == ["torch fp32 224px b1"] and "--max-time" in by_code(ws, "capped").fix
+    wide = by_code(ws, "ci-above-target")
+    assert wide.cells == ["torch fp32 224px b1"] and "--budget" in wide.fix
+    assert "±3.4%" in wide.message and "budget ran out" in wide.message
     assert by_code(ws, "noisy").cells == ["torch fp32 224px b2"] and "8%" in by_code(ws, "noisy").message
     assert by_code(ws, "cold-start").cells == ["torch fp32 224px b8"] and "25x" in by_code(ws, "cold-start").message
     assert by_code(ws, "warmup-unstable").cells == ["torch fp32 224px b32"]
-    assert sorted(codes(ws)) == ["capped", "cold-start", "noisy", "warmup-unstable"]
+    assert by_code(ws, "drift").cells == ["torch fp32 224px b128"] and "8x" in by_code(ws, "drift").message
+    assert sorted(codes(ws)) == ["ci-above-target", "cold-start", "drift", "noisy", "warmup-unstable"]
+
+
+def test_launch_bound_gpu_cells_are_flagged_with_the_fix():
+    run = make_run([cell(batch=1, stats={"launch_bound": True}), cell(batch=16, stats={"launch_bound": False})])
+    w = by_code(fairness_warnings(run), "launch-bound")
+    assert w.cells == ["torch fp32 224px b1"] and "CUDA graphs" in w.fix and "torch.compile" in w.fix
+
+
+@pytest.mark.parametrize("schedule, code", [({"over_budget": True, "budget_s": 30}, "over-budget"),
+                                            ({"shortened": True, "block_s": 0.004}, "short-blocks"), ({}, None)])
+def test_a_budget_too_small_says_so(schedule, code):
+    ws = codes(fairness_warnings(make_run([cell()], schedule=schedule)))
+    assert ws == ([code] if code else [])
+
+
+def test_schema_1_cells_that_hit_the_time_cap_are_still_flagged():
+    w = by_code(fairness_warnings(make_run([cell(stats={"capped": True, "ci_above_target": None})])),
+                "ci-above-target")
+    assert w.cells == ["torch fp32 224px b1"] and "time cap" in w.message
 
 
 def test_failed_cells_are_not_judged():
-    run = make_run([cell(), cell(batch=2, status="failed", stats={"capped": True, "cv": 0.5})])
+    run = make_run([cell(), cell(batch=2, status="failed", stats={"ci_above_target": True, "cv": 0.5})])
     assert fairness_warnings(run) == []
 
 
@@ -139,9 +166,9 @@ def test_gpu_cells_without_telemetry_say_so_cpu_cells_need_none():
 
 
 def test_df_limits_the_warnings_to_its_cells():
-    run = make_run([cell(stats={"capped": True}), cell(batch=2, stats={"capped": True})])
+    run = make_run([cell(stats={"ci_above_target": True}), cell(batch=2, stats={"ci_above_target": True})])
     df = run.to_pandas()
-    assert by_code(fairness_warnings(run, df[df["batch"] == 2]), "capped").cells == ["torch fp32 224px b2"]
+    assert by_code(fairness_warnings(run, df[df["batch"] == 2]), "ci-above-target").cells == ["torch fp32 224px b2"]
 
 
 def test_the_markdown_report_lists_warnings_with_their_fix():
@@ -152,24 +179,25 @@ def test_the_markdown_report_lists_warnings_with_their_fix():
     def render(run, df):
         return to_markdown(document.build(run, df, translator("en"), plots=False))
 
-    run = make_run([cell(), cell(runtime="torch-cudagraph", info={"cuda_graph": True}, stats={"capped": True})])
+    run = make_run([cell(), cell(runtime="torch-cudagraph", info={"cuda_graph": True},
+                                 stats={"ci_above_target": True})])
     md = render(run, run.to_pandas())
     section = md.split("## Fairness warnings", 1)[1]
-    assert "**cuda-graphs-one-side**" in section and "**capped**" in section
+    assert "**cuda-graphs-one-side**" in section and "**ci-above-target**" in section
     assert section.count("Fix:") == 2
     clean = make_run([cell()])
     assert "## Fairness warnings\n\nNone" in render(clean, clean.to_pandas())
 
 
 def test_rtbench_run_prints_the_warnings_the_report_lists(cli, tmp_path):
-    """A real tiny CPU run whose CI target cannot be met: 'capped' in the terminal and in report.md alike."""
+    """A real tiny CPU run whose CI target cannot be met: 'ci-above-target' in the terminal and report.md alike."""
     import re
 
-    r = cli("run", "--runtimes", "torch", "--sizes", "32", "--batches", "1", "--device", "cpu", "--max-time", "0.05",
-            "--ci-target", "0.0001", "--out", tmp_path / "out")
+    r = cli("run", "--runtimes", "torch", "--sizes", "32", "--batches", "1", "--device", "cpu", "--budget", "25",
+            "--rounds", "2", "--ci-target", "0.0001", "--out", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     terminal = re.findall(r"^warning (\S+):", r.stdout, flags=re.M)
-    assert "capped" in terminal and "fix: Raise --max-time" in r.stdout
+    assert "ci-above-target" in terminal and "fix: Give the run more time (--budget)" in r.stdout
     (report,) = (tmp_path / "out").glob("*/report.md")
     section = report.read_text().split("## Fairness warnings", 1)[1]
     assert re.findall(r"^- \*\*(\S+)\*\*:", section, flags=re.M) == terminal

@@ -28,16 +28,16 @@ def test_eager_and_onnxruntime_fp32_use_cuda_events_and_match(tmp_path, boundary
         assert row.parity_max_rel < 1e-3
         assert row.host_trimmed_mean_ms >= row.trimmed_mean_ms * 0.5
     cells = rtbench.load(rtbench.results.list_runs(tmp_path)[0]["id"], tmp_path).cells
-    ort = next(c for c in cells if c["runtime"] == "onnxruntime")
-    assert ort["info"]["providers"][0] == "CUDAExecutionProvider"
-    assert ort["info"]["io_binding"] == (boundary == "compute")
+    ort = next(c for c in cells if c.cell.runtime == "onnxruntime")
+    assert ort.info["providers"][0] == "CUDAExecutionProvider"
+    assert ort.info["io_binding"] == (boundary == "compute")
 
 
 def test_strict_fp32_turns_tf32_off_and_tf32_on(tmp_path):
     df = sweep(tmp_path, "torch", precision="fp32,tf32")
-    cells = {c["precision"]: c for c in rtbench.load(rtbench.results.list_runs(tmp_path)[0]["id"], tmp_path).cells}
-    assert cells["fp32"]["info"]["tf32"] is False
-    assert cells["tf32"]["info"]["tf32"] is True
+    cells = {c.cell.precision: c for c in rtbench.load(rtbench.results.list_runs(tmp_path)[0]["id"], tmp_path).cells}
+    assert cells["fp32"].info["tf32"] is False
+    assert cells["tf32"].info["tf32"] is True
     assert df.loc[("torch", "tf32")].status == "ok"
 
 
@@ -67,7 +67,7 @@ def test_real_cuda_oom_is_recorded_and_larger_batches_skipped(tmp_path):
     # 1536 images of 1024 px: ~19 GB of input, >200 GB of activations in the first layers
     r = rtbench.run(runtimes="torch", sizes=[1024], batches=[1, 1536, 2048], device="cuda", out=tmp_path,
                     policy=FAST, report=False)
-    st = {c["batch"]: (c["status"], c["reason"]) for c in r.cells}
+    st = {c.cell.batch: (c.status, c.reason) for c in r.cells}
     assert st[1][0] == "ok"
     assert st[1536][0] == "oom"
     assert st[2048] == ("skipped", "skipped (oom at batch 1536)")

@@ -65,7 +65,7 @@ def test_utilisation_uses_the_precision_that_ran():
 def test_cpu_sweep_records_unsupported_precisions_and_goes_on(tmp_path):
     r = rtbench.run(runtimes="torch,onnxruntime", precision="fp32,tf32,bf16", sizes=[32], batches=[1],
                     device="cpu", out=tmp_path, policy=FAST, report=False)
-    st = {(c["runtime"], c["precision"]): (c["status"], c["reason"]) for c in r.cells}
+    st = {(c.cell.runtime, c.cell.precision): (c.status, c.reason) for c in r.cells}
     assert st[("torch", "fp32")][0] == "ok" and st[("onnxruntime", "fp32")][0] == "ok"
     assert st[("torch", "tf32")][0] == "unsupported" and "tf32" in st[("torch", "tf32")][1]
     assert st[("onnxruntime", "bf16")][0] == "unsupported"
@@ -79,9 +79,9 @@ def test_both_boundaries_on_cpu_record_what_was_timed(tmp_path):
         r = rtbench.run(runtimes="torch,onnxruntime", sizes=[32], batches=[2], device="cpu", boundary=boundary,
                         out=tmp_path / boundary, policy=FAST, report=False)
         for c in r.cells:
-            assert c["status"] == "ok", c["reason"]
-            assert c["boundary"] == boundary
-            infos[(c["runtime"], boundary)] = c["info"]
+            assert c.status == "ok", c.reason
+            assert c.cell.boundary == boundary
+            infos[(c.cell.runtime, boundary)] = c.info
     assert infos[("onnxruntime", "compute")]["io_binding"] is True
     assert infos[("onnxruntime", "end-to-end")]["io_binding"] is False
 
@@ -89,7 +89,7 @@ def test_both_boundaries_on_cpu_record_what_was_timed(tmp_path):
 def test_cuda_graph_runtimes_are_unavailable_on_cpu_with_the_reason(tmp_path):
     r = rtbench.run(runtimes="torch,torch-cudagraph,onnxruntime-cudagraph", sizes=[32], batches=[1], device="cpu",
                     out=tmp_path, policy=FAST, report=False)
-    st = {c["runtime"]: (c["status"], c["reason"]) for c in r.cells}
+    st = {c.cell.runtime: (c.status, c.reason) for c in r.cells}
     assert st["torch"][0] == "ok"
     assert st["torch-cudagraph"] == ("unavailable", "runs on cuda only, not cpu")
     assert st["onnxruntime-cudagraph"][0] == "unavailable"
@@ -154,7 +154,7 @@ def test_onnxruntime_cuda_fallback_to_cpu_is_a_failure_not_a_silent_success(tmp_
 def test_onnxruntime_cpu_session_runs_on_the_cpu_provider_with_torch_threads(tmp_path):
     r = rtbench.run(runtimes="onnxruntime", sizes=[32], batches=[1], device="cpu", out=tmp_path, policy=FAST,
                     report=False)
-    info = r.cells[0]["info"]
+    info = r.cells[0].info
     assert info["providers"][0] == "CPUExecutionProvider"
     assert info["threads"] == torch.get_num_threads()
 

@@ -55,52 +55,71 @@ def fault_run(tmp_path_factory):
 
 
 def by_runtime(run, name):
-    return sorted((c for c in run.cells if c["runtime"] == name), key=lambda c: c["batch"])
+    return sorted((c for c in run.cells if c.cell.runtime == name), key=lambda c: c.cell.batch)
 
 
 @pytest.mark.parametrize("runtime", list(EXPECTED))
 def test_fault_is_stored_with_reason_and_sweep_goes_on(fault_run, runtime):
     statuses, words = EXPECTED[runtime]
     cells = by_runtime(fault_run, runtime)
-    assert [c["status"] for c in cells] == list(statuses), [(c["status"], c["reason"]) for c in cells]
+    assert [c.status for c in cells] == list(statuses), [(c.status, c.reason) for c in cells]
     bad = cells[1]
     for w in words:
-        assert w in bad["reason"], bad["reason"]
+        assert w in bad.reason, bad.reason
     for c in cells:
-        if c["status"] == "ok":
-            assert len(c["samples_ms"]) >= 3
+        if c.status == "ok":
+            assert len(c.samples_ms) >= 3
 
 
 def test_whole_sweep_completes(fault_run):
     assert fault_run.status == "complete"
     assert len(fault_run.cells) == 3 * (len(EXPECTED) + 1)
-    assert [c["status"] for c in by_runtime(fault_run, "null")] == ["ok"] * 3
+    assert [c.status for c in by_runtime(fault_run, "null")] == ["ok"] * 3
     assert (fault_run.report_dir / "report.md").exists()
 
 
 @pytest.mark.parametrize("runtime", ["fault-segv", "fault-abort", "fault-exit", "fault-hang"])
 def test_fresh_worker_continues_after_a_dead_one(fault_run, runtime):
     b1, _, b4 = by_runtime(fault_run, runtime)
-    assert b1["info"]["worker_pid"] != b4["info"]["worker_pid"]
-    assert "worker_start_s" in b4["info"]  # a fresh worker served batch 4
+    assert b1.info["worker_pid"] != b4.info["worker_pid"]
+    assert "worker_start_s" in b4.info  # a fresh worker served batch 4
 
 
 def test_worker_survives_a_python_exception(fault_run):
-    pids = {c["info"]["worker_pid"] for c in by_runtime(fault_run, "fault-raise")}
+    pids = {c.info["worker_pid"] for c in by_runtime(fault_run, "fault-raise")}
     assert len(pids) == 1
 
 
 def test_oom_rule_reason(fault_run):
     for name in ("fault-oom", "fault-memoryerror"):
-        assert by_runtime(fault_run, name)[2]["reason"] == "skipped (oom at batch 2)"
+        assert by_runtime(fault_run, name)[2].reason == "skipped (oom at batch 2)"
 
 
 def test_worker_start_is_not_in_any_timing(fault_run):
     first = by_runtime(fault_run, "null")[0]
-    assert first["info"]["worker_start_s"] > 0
-    assert not any("worker" in k for k in first["setup"])  # setup_s sums the setup keys: the start is not there
-    assert max(first["samples_ms"]) < 1000 * first["info"]["worker_start_s"] + 5
-    assert first["stats"]["trimmed_mean_ms"] < 1.0  # the null call itself: microseconds
+    assert first.info["worker_start_s"] > 0
+    assert not any("worker" in k for k in first.setup)  # setup_s sums the setup keys: the start is not there
+    assert max(first.samples_ms) < 1000 * first.info["worker_start_s"] + 5
+    assert first.ms < 1.0  # the null call itself: microseconds
+
+
+def test_a_crash_in_the_rounds_fails_that_cell_keeps_its_rounds_and_the_group_goes_on(plugins, tmp_path):
+    """fault-late-segv kills its worker during a block of batch 2 (after round 0): batch 2 is failed with the
+    reason and keeps its stored round; batch 1, whose session died with the worker, is prepared again in a fresh
+    worker and finishes its rounds."""
+    from dataclasses import replace
+
+    from faulty_runtimes import LATE_S
+
+    policy = replace(FAST, rounds=3, max_rounds=3, block_s=0.4, max_block_s=0.4)
+    assert 2 * policy.block_s < LATE_S < 4 * policy.block_s  # round 0 ends before the fault, round 2 after
+    run = rtbench.run(runtimes="fault-late-segv", sizes="32", batches="1,2", device="cpu", policy=policy,
+                      out=tmp_path, cell_timeout=CELL_TIMEOUT)
+    b1, b2 = by_runtime(run, "fault-late-segv")
+    assert b2.status == "failed" and "killed by SIGSEGV" in b2.reason and "block" in b2.reason, b2.reason
+    assert 0 in set(b2.rounds) and len(set(b2.rounds)) < 3 and b2.stats["rounds"] == len(set(b2.rounds))
+    assert b1.status == "ok" and sorted(set(b1.rounds)) == [0, 1, 2]
+    assert b1.info["worker_starts"] == 2  # the first worker died with batch 2's block
 
 
 def test_oom_rule_survives_interrupt_and_resume(plugins, tmp_path):
@@ -118,8 +137,8 @@ def test_oom_rule_survives_interrupt_and_resume(plugins, tmp_path):
     assert (tmp_path / run_id / "report.md").exists()  # the partial report
     run = rtbench.run(resume=run_id, out=tmp_path, cell_timeout=CELL_TIMEOUT)
     assert run.status == "complete"
-    assert [(c["batch"], c["status"]) for c in by_runtime(run, "fault-oom")] == [(1, "ok"), (2, "oom"), (4, "skipped")]
-    assert by_runtime(run, "fault-oom")[2]["reason"] == "skipped (oom at batch 2)"
+    assert [(c.cell.batch, c.status) for c in by_runtime(run, "fault-oom")] == [(1, "ok"), (2, "oom"), (4, "skipped")]
+    assert by_runtime(run, "fault-oom")[2].reason == "skipped (oom at batch 2)"
 
 
 ids: list[str] = []

@@ -36,14 +36,14 @@ def query(db: Path, sql: str, *params):
         con.close()
 
 
-def wait_for_cells(proc, db: Path, n: int, timeout: float = 400) -> None:
+def wait_for_rows(proc, db: Path, table: str, n: int, timeout: float = 400) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if query(db, "SELECT COUNT(*) FROM cells") and query(db, "SELECT COUNT(*) FROM cells")[0][0] >= n:
+        if query(db, f"SELECT COUNT(*) FROM {table}") and query(db, f"SELECT COUNT(*) FROM {table}")[0][0] >= n:
             return
         assert proc.poll() is None, (proc.returncode, Path(proc.args[0]).name)
-        time.sleep(0.1)
-    raise AssertionError(f"fewer than {n} cells after {timeout} s")
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {n} rows in {table} after {timeout} s")
 
 
 def group_gone(pgid: int, timeout: float = 15) -> bool:
@@ -62,29 +62,35 @@ def test_sigkill_of_the_process_tree_then_resume_measures_every_cell_once(tmp_pa
     out = tmp_path / "out"
     db = out / "rtbench.sqlite"
     args = ["run", "--model", "resnet18", "--runtimes", "torch,onnxruntime", "--sizes", "32,64", "--batches", "1,2",
-            "--device", "cpu", "--max-time", "0.1", "--out", str(out)]
+            "--device", "cpu", "--rounds", "3", "--budget", "30", "--out", str(out)]
     proc = start(args, tmp_path)
-    wait_for_cells(proc, db, 5)  # part-way: the torch group done, the onnxruntime group started
-    os.killpg(proc.pid, signal.SIGKILL)  # the parent, the fork server and the worker, at once
+    wait_for_rows(proc, db, "blocks", 5)  # part-way through the first round: every cell prepared, some measured
+    os.killpg(proc.pid, signal.SIGKILL)  # the parent, the fork server and the workers, at once
     proc.wait()
     assert group_gone(proc.pid)
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
-    before = query(db, "SELECT id, runtime, precision, size, batch, created, status FROM cells ORDER BY id")
-    assert len(before) >= 5
+    cells = "SELECT id, runtime, precision, size, batch, created FROM cells ORDER BY id"
+    blocks = "SELECT cell_id, round, primary_ms FROM blocks ORDER BY cell_id, round"
+    before, blocks_before = query(db, cells), query(db, blocks)
+    assert len(blocks_before) >= 5
+    assert {s for (s,) in query(db, "SELECT status FROM cells")} == {"measuring"}
     (run_id, status), = query(db, "SELECT id, status FROM runs")
     assert status == "running"  # it never got to say otherwise
 
-    r = subprocess.run([sys.executable, "-m", "rtbench", "run", "--resume", run_id, "--out", str(out)],
-                       capture_output=True, text=True, timeout=600, cwd=tmp_path, env=ENV)
+    r = subprocess.run([sys.executable, "-m", "rtbench", "run", "--resume", run_id, "--out", str(out),
+                        "--budget", "30"], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
-    after = query(db, "SELECT id, runtime, precision, size, batch, created, status FROM cells ORDER BY id")
+    after = query(db, cells)
     keys = [row[1:5] for row in after]
     expected = {(rt, "fp32", s, b) for rt in ("torch", "onnxruntime") for s in (32, 64) for b in (1, 2)}
     assert sorted(keys) == sorted(expected)  # every cell exactly once
-    assert after[:len(before)] == before  # the cells measured before the kill were kept, not repeated
-    assert {row[6] for row in after} == {"ok"}
+    assert after == before  # the cells prepared before the kill were kept, not added again
+    assert set(blocks_before) <= set(query(db, blocks))  # every block measured before the kill is still there
+    assert {s for (s,) in query(db, "SELECT status FROM cells")} == {"ok"}
+    for cid, rounds in query(db, "SELECT cell_id, GROUP_CONCAT(round) FROM blocks GROUP BY cell_id"):
+        got = sorted(map(int, rounds.split(",")))
+        assert got == list(range(len(got))) and len(got) >= 3  # no round missing, none twice, the minimum met
     assert query(db, "SELECT status FROM runs WHERE id=?", run_id) == [("complete",)]
-    assert query(db, "SELECT COUNT(*) FROM samples")[0][0] == len(expected)
     assert (out / run_id / "report.md").exists()
 
 
@@ -93,9 +99,9 @@ def test_ctrl_c_marks_the_run_interrupted_and_ends_every_worker(tmp_path):
     db = out / "rtbench.sqlite"
     env = {**ENV, "RTBENCH_PLUGINS": "faulty_runtimes"}
     args = ["run", "--runtimes", "sleep-1ms,fault-hang", "--sizes", "32", "--batches", "1,2,4", "--device", "cpu",
-            "--max-time", "0.05", "--cell-timeout", "300", "--out", str(out)]
+            "--budget", "60", "--cell-timeout", "300", "--out", str(out)]
     proc = start(args, tmp_path, env)
-    wait_for_cells(proc, db, 4)  # sleep-1ms x3 and fault-hang batch 1; the worker now hangs on batch 2
+    wait_for_rows(proc, db, "cells", 4)  # sleep-1ms x3 and fault-hang batch 1 prepared; batch 2 now hangs
     time.sleep(0.5)
     t0 = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
@@ -117,6 +123,7 @@ def _writer(out: str, n: int, tag: int) -> None:
     """One process of the concurrent-writer test: its own run, n cells with samples."""
     from rtbench.spec import Cell
     from rtbench.store import Store
+    from rtbench.timing import Block
 
     store = Store(out)
     run_id = f"run-{tag}"
@@ -124,7 +131,9 @@ def _writer(out: str, n: int, tag: int) -> None:
     for i in range(n):
         cell = Cell("m", "rt", "fp32", 32 + i, 1, "cpu")
         samples = np.full(50, tag * 1000 + i, dtype=float)
-        store.add_cell(run_id, cell, "ok", None, (samples, samples), stats={"i": i})
+        cid = store.add_cell(run_id, cell, "measuring", None, stats={"i": i})
+        store.add_block(cid, 0, Block(samples, samples, np.empty(0), 0, 0.05))
+        store.update_cell(cid, "ok")
     store.set_status(run_id, "complete")
     store.close()
 
@@ -141,18 +150,18 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     db = tmp_path / "rtbench.sqlite"
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
     assert query(db, "SELECT COUNT(*) FROM runs WHERE status='complete'")[0][0] == procs
-    assert query(db, "SELECT COUNT(*) FROM cells")[0][0] == procs * n
-    rows = query(db, "SELECT c.run_id, c.size, s.primary_ms FROM cells c JOIN samples s ON s.cell_id = c.id")
+    assert query(db, "SELECT COUNT(*) FROM cells WHERE status='ok'")[0][0] == procs * n
+    rows = query(db, "SELECT c.run_id, c.size, b.primary_ms FROM cells c JOIN blocks b ON b.cell_id = c.id")
     assert len(rows) == procs * n
     for run_id, size, blob in rows:
         tag, i = int(run_id.split("-")[1]), size - 32
         assert np.all(np.frombuffer(blob, dtype="<f8") == tag * 1000 + i)
-    assert query(db, "SELECT value FROM meta WHERE key='schema_version'") == [("1",)]
+    assert query(db, "SELECT value FROM meta WHERE key='schema_version'") == [("2",)]
 
 
 def test_two_rtbench_runs_into_one_store_at_once(tmp_path):
     args = ["run", "--runtimes", "sleep-1ms", "--sizes", "32,48", "--batches", "1,2", "--device", "cpu",
-            "--max-time", "0.05", "--out", str(tmp_path / "out")]
+            "--rounds", "2", "--budget", "20", "--out", str(tmp_path / "out")]
     dirs = [tmp_path / f"p{i}" for i in range(2)]
     procs = []
     for d in dirs:

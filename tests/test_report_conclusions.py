@@ -17,7 +17,7 @@ def row(runtime, size, batch, ms, half, status="ok", speedup=(float("nan"),) * 3
     """One cell as Run.to_pandas() gives it, from a trimmed mean and its CI half-width."""
     lo, hi = ms - half, ms + half
     return {"runtime": runtime, "precision": "fp32", "device": "cpu", "boundary": "compute", "size": size,
-            "batch": batch, "status": status, "reason": None, "trimmed_mean_ms": ms, "ci_low_ms": lo, "ci_high_ms": hi,
+            "batch": batch, "status": status, "reason": None, "ms": ms, "ci_low_ms": lo, "ci_high_ms": hi,
             "fps": batch * 1e3 / ms, "fps_low": batch * 1e3 / hi, "fps_high": batch * 1e3 / lo,
             "ms_per_image": ms / batch, "speedup": speedup[0], "speedup_low": speedup[1], "speedup_high": speedup[2]}
 
@@ -258,7 +258,7 @@ def test_a_rival_with_nan_ci_bounds_is_never_beaten():
 
 def test_a_winner_without_a_torch_cell_is_not_called_the_baseline():
     df = pd.DataFrame([row("onnxruntime", 224, 1, 5.0, 0.05), row("openvino", 224, 1, 7.0, 0.05),
-                       {**row("torch", 224, 1, 1.0, 0.0), "status": "failed", "trimmed_mean_ms": float("nan")}])
+                       {**row("torch", 224, 1, 1.0, 0.0), "status": "failed", "ms": float("nan")}])
     assert verdict_text(c.cell_verdict(df), EN) == "**onnxruntime** (1.40× faster than openvino)"
 
 

@@ -99,7 +99,7 @@ def test_speedup_heatmap_panels_and_blank_missing_cells(df):
 
 def test_throughput_vs_latency_points_are_batches(df):
     ax = plots.throughput_latency(df, RTS, _).axes[0]
-    x, y = expected(df, "size", 224, "batch", "trimmed_mean_ms", "torch")
+    x, y = expected(df, "size", 224, "batch", "ms", "torch")
     assert np.allclose(series(ax)["torch"][0], y)
     assert {t.get_text() for t in ax.texts} == {"1", "4", "8"}
 

@@ -33,7 +33,7 @@ def sweep(tmp_path, model, runtimes, sizes=(32,), batches=(1,), precision="fp32"
 def by_runtime(run) -> dict:
     out: dict = {}
     for c in run.cells:
-        out.setdefault(c["runtime"], []).append(c)
+        out.setdefault(c.cell.runtime, []).append(c)
     return out
 
 
@@ -48,15 +48,15 @@ def export_file(spec: str, path: Path, size: int = 48, nhwc: bool = False) -> Pa
 def test_openvino_matches_onnxruntime_and_records_its_settings(tmp_path):
     run = sweep(tmp_path, "entry_models:tiny_cnn", "onnxruntime,openvino", sizes=(32, 48), batches=(1, 2))
     rts = by_runtime(run)
-    assert {c["status"] for c in run.cells} == {"ok"}
+    assert {c.status for c in run.cells} == {"ok"}
     facts = cpu_facts()
     for c in rts["openvino"]:
-        info = c["info"]
+        info = c.info
         assert info["threads"] == torch.get_num_threads()
         assert info["performance_hint"] == "LATENCY" and info["inference_precision_ran"] == "f32"
         assert info["cpu_default_inference_precision"] == facts["cpu_default_inference_precision"]
         assert info["fp32_forced"] == (facts["cpu_default_inference_precision"] != "f32")
-        assert c["parity"]["max_rel"] < 1e-5
+        assert c.parity["max_rel"] < 1e-5
     # the same seeded input through both ONNX runtimes gives the same outputs
     m = resolve("entry_models:tiny_cnn")
     sw = Sweep(model="entry_models:tiny_cnn", runtimes=("openvino", "onnxruntime"), device="cpu")
@@ -72,14 +72,14 @@ def test_openvino_matches_onnxruntime_and_records_its_settings(tmp_path):
 
 def test_openvino_end_to_end_boundary_and_lower_precisions(tmp_path):
     run = sweep(tmp_path, "entry_models:tiny_cnn", "openvino", precision="fp32,bf16,tf32", boundary="end-to-end")
-    cells = {c["precision"]: c for c in run.cells}
-    assert cells["fp32"]["status"] == "ok" and cells["fp32"]["info"]["io"] == "numpy in, numpy out"
-    assert cells["tf32"]["status"] == "unsupported" and "not tf32" in cells["tf32"]["reason"]
+    cells = {c.cell.precision: c for c in run.cells}
+    assert cells["fp32"].status == "ok" and cells["fp32"].info["io"] == "numpy in, numpy out"
+    assert cells["tf32"].status == "unsupported" and "not tf32" in cells["tf32"].reason
     if "BF16" in cpu_facts()["cpu_capabilities"]:
-        assert cells["bf16"]["status"] in ("ok", "mismatch")
-        assert cells["bf16"]["info"]["inference_precision_ran"] == "bf16"
+        assert cells["bf16"].status in ("ok", "mismatch")
+        assert cells["bf16"].info["inference_precision_ran"] == "bf16"
     else:
-        assert cells["bf16"]["status"] == "unsupported" and "no bf16" in cells["bf16"]["reason"]
+        assert cells["bf16"].status == "unsupported" and "no bf16" in cells["bf16"].reason
 
 
 def test_openvino_precision_hint_mapping():
@@ -97,16 +97,16 @@ def test_onnx_file_runs_in_onnx_runtimes_and_is_unsupported_in_torch(tmp_path, n
     path = export_file("entry_models:nhwc_cnn" if nhwc else "entry_models:tiny_cnn", tmp_path / "user.onnx", nhwc=nhwc)
     run = sweep(tmp_path, str(path), "torch,onnxruntime,openvino", sizes=(32, 40))
     rts = by_runtime(run)
-    assert all(c["status"] == "unsupported" for c in rts["torch"])
-    assert rts["torch"][0]["reason"] == "torch needs a PyTorch module; the model is an ONNX file"
+    assert all(c.status == "unsupported" for c in rts["torch"])
+    assert rts["torch"][0].reason == "torch needs a PyTorch module; the model is an ONNX file"
     flops = resolve(str(path)).flops_per_image(32)
     for name in ("onnxruntime", "openvino"):
         for c in rts[name]:
-            assert c["status"] == "ok", c["reason"]
-            assert c["parity"]["reference"].startswith("ONNX Runtime CPU fp32")
-            assert c["parity"]["max_rel"] < 1e-5
-        assert rts[name][0]["stats"]["flops_per_image"] == flops > 0
-    assert rts["openvino"][0]["info"]["parity_reference"].startswith("ONNX Runtime CPU fp32")
+            assert c.status == "ok", c.reason
+            assert c.parity["reference"].startswith("ONNX Runtime CPU fp32")
+            assert c.parity["max_rel"] < 1e-5
+        assert rts[name][0].stats["flops_per_image"] == flops > 0
+    assert rts["openvino"][0].info["parity_reference"].startswith("ONNX Runtime CPU fp32")
     assert "outputs checked against ONNX Runtime CPU fp32" in (run.report_dir / "report.md").read_text()
     assert run.to_pandas()["parity_reference"].dropna().str.startswith("ONNX Runtime CPU").all()
     assert path.read_bytes()  # the user's file is read, never rewritten
@@ -116,13 +116,13 @@ def test_onnx_file_runs_in_onnx_runtimes_and_is_unsupported_in_torch(tmp_path, n
 
 def test_fixed_size_models_are_unsupported_at_other_sizes(tmp_path):
     run = sweep(tmp_path, "timm:vit_tiny_patch16_224", "torch", sizes=(32, 64))
-    assert [c["status"] for c in run.cells] == ["unsupported", "unsupported"]
-    assert "takes only 224x224" in run.cells[0]["reason"]
+    assert [c.status for c in run.cells] == ["unsupported", "unsupported"]
+    assert "takes only 224x224" in run.cells[0].reason
     run = sweep(tmp_path, "entry_models:fixed_48", "torch,onnxruntime", sizes=(48, 64))
-    got = {(c["runtime"], c["size"]): c for c in run.cells}
-    assert got[("torch", 48)]["status"] == "ok"
-    assert got[("torch", 64)]["status"] == "unsupported" and "rejects 64x64" in got[("torch", 64)]["reason"]
-    assert got[("onnxruntime", 64)]["status"] == "unsupported"
+    got = {(c.cell.runtime, c.cell.size): c for c in run.cells}
+    assert got[("torch", 48)].status == "ok"
+    assert got[("torch", 64)].status == "unsupported" and "rejects 64x64" in got[("torch", 64)].reason
+    assert got[("onnxruntime", 64)].status == "unsupported"
 
 
 @pytest.mark.slow
@@ -131,8 +131,8 @@ def test_fixed_size_models_are_unsupported_at_other_sizes(tmp_path):
 def test_model_families_run_with_parity_in_every_cpu_runtime(tmp_path, model):
     run = sweep(tmp_path, model, "torch,onnxruntime,openvino", sizes=(64,))
     for c in run.cells:
-        assert c["status"] == "ok", (c["runtime"], c["reason"])
-        assert c["parity"]["ok"] and c["stats"]["flops_per_image"] > 0
+        assert c.status == "ok", (c.cell.runtime, c.reason)
+        assert c.parity["ok"] and c.stats["flops_per_image"] > 0
 
 
 def test_tensorrt_option_mapping(tmp_path):
@@ -164,9 +164,9 @@ def test_tensorrt_runtimes_are_unavailable_and_the_sweep_goes_on(tmp_path, cli):
     assert "2026" in rows["openvino"] or "│ yes " in rows["openvino"]
     run = sweep(tmp_path, "entry_models:tiny_cnn", "torch-tensorrt,torch,onnxruntime-tensorrt")
     rts = by_runtime(run)
-    assert rts["torch"][0]["status"] == "ok"
+    assert rts["torch"][0].status == "ok"
     for name in ("torch-tensorrt", "onnxruntime-tensorrt"):
-        assert (rts[name][0]["status"], rts[name][0]["reason"]) == ("unavailable", NOT_INSTALLED)
+        assert (rts[name][0].status, rts[name][0].reason) == ("unavailable", NOT_INSTALLED)
     report = (run.report_dir / "report.md").read_text()
     assert "TensorRT is not installed" in report
 

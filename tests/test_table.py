@@ -13,18 +13,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rtbench import stats
 from rtbench.report.table import seed_table
 from rtbench.results import Run
 from rtbench.spec import Sweep
 from rtbench.store import Store
+from stored import add_measured
 
 GOLDEN = Path(__file__).parent / "golden" / "seed_table.md"
 SWEEP = Sweep(runtimes=("torch", "onnxruntime"), sizes=(32, 64), batches=(1, 2))
 PEAK = {"device": "cpu", "name": "test cpu", "datasheet": None, "measured": {"matmul_fp32_flops": 2e11}}
 FLOPS_PER_IMAGE = {32: 3.7e7, 64: 1.5e8}
 
-# (runtime, size, batch) -> (status, reason, mean ms, sd ms, n, capped)
+# (runtime, size, batch) -> (status, reason, mean ms, sd ms, n, CI wider than the target)
 CELLS = {
     ("torch", 32, 1): ("ok", None, 10.0, 0.1, 200, False),
     ("onnxruntime", 32, 1): ("ok", None, 5.0, 0.05, 200, False),  # clear winner: bold
@@ -32,7 +32,7 @@ CELLS = {
     ("onnxruntime", 32, 2): ("ok", None, 20.5, 3.0, 50, False),  # CIs overlap: no bold
     ("torch", 64, 1): ("ok", None, 30.0, 0.3, 100, False),
     ("onnxruntime", 64, 1): ("failed", "RuntimeError: boom", 0, 0, 0, False),
-    ("torch", 64, 2): ("ok", None, 60.0, 6.0, 100, True),  # hit the time cap: *
+    ("torch", 64, 2): ("ok", None, 60.0, 6.0, 100, True),  # CI wider than the target: *
     ("onnxruntime", 64, 2): ("mismatch", "max_abs 0.5 beyond 1e-4", 40.0, 0.4, 100, False),  # ⚠, never bold
 }
 
@@ -47,9 +47,9 @@ def make_run(out: Path) -> Run:
             store.add_cell("golden", cell, status, reason)
             continue
         samples = np.round(rng.normal(mean, sd, n), 4)
-        st = {**stats.summarize(samples), "capped": capped, "flops_per_image": FLOPS_PER_IMAGE[cell.size]}
-        store.add_cell("golden", cell, status, reason, (samples, samples), stats=st,
-                       parity={"ok": status == "ok"}, info={"threads": 2})
+        add_measured(store, "golden", cell, status, samples, reason,
+                     stats={"ci_above_target": capped, "flops_per_image": FLOPS_PER_IMAGE[cell.size]},
+                     parity={"ok": status == "ok"}, info={"threads": 2})
     store.close()
     return Run.load("golden", out)
 
@@ -92,10 +92,10 @@ def test_seed_table_semantics(table):
     assert flagged[0].endswith("*") and flagged[1].endswith("⚠") and "**" not in "".join(flagged)
     # the figures are those of the DataFrame
     ort = df[(df.runtime == "onnxruntime") & (df["size"] == 32) & (df.batch == 1)].iloc[0]
-    assert clear[1] == f"**{ort.trimmed_mean_ms:.2f} ±{(ort.ci_high_ms - ort.ci_low_ms) / 2:.2f}**"
-    assert clear[3] == f"**{ort.batch * 1000 / ort.trimmed_mean_ms:.1f}**"
+    assert clear[1] == f"**{ort.ms:.2f} ±{(ort.ci_high_ms - ort.ci_low_ms) / 2:.2f}**"
+    assert clear[3] == f"**{ort.batch * 1000 / ort.ms:.1f}**"
     assert clear[4].startswith(f"{ort.speedup:.2f} (") and 1.9 < ort.speedup < 2.1
-    load = 100 * FLOPS_PER_IMAGE[32] * 1 / (ort.trimmed_mean_ms / 1e3) / PEAK["measured"]["matmul_fp32_flops"]
+    load = 100 * FLOPS_PER_IMAGE[32] * 1 / (ort.ms / 1e3) / PEAK["measured"]["matmul_fp32_flops"]
     assert clear[8] == f"{load:.1f}"
 
 
@@ -111,9 +111,9 @@ def test_seed_table_without_the_baseline_has_no_speedup_columns(table):
 def test_nan_ci_bounds_show_as_a_dash_and_never_make_a_winner():
     nan = float("nan")
     cell = {"size": 32, "batch": 1, "status": "ok", "n": 50, "fps": 200.0, "ms_per_image": 5.0}
-    df = pd.DataFrame([{**cell, "runtime": "torch", "trimmed_mean_ms": 10.0, "ci_low_ms": nan, "ci_high_ms": nan,
+    df = pd.DataFrame([{**cell, "runtime": "torch", "ms": 10.0, "ci_low_ms": nan, "ci_high_ms": nan,
                         "speedup": 1.0, "speedup_low": nan, "speedup_high": nan},
-                       {**cell, "runtime": "onnxruntime", "trimmed_mean_ms": 5.0, "ci_low_ms": 4.9, "ci_high_ms": 5.1,
+                       {**cell, "runtime": "onnxruntime", "ms": 5.0, "ci_low_ms": 4.9, "ci_high_ms": 5.1,
                         "speedup": 2.0, "speedup_low": nan, "speedup_high": nan}])
     r = rows(seed_table(df, ["torch", "onnxruntime"]))[("32x32", "1")]
     assert r[:2] == ["10.00 ±–", "5.00 ±0.10"] and r[4] == "2.00"

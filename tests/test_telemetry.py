@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fake_nvml import FakeNVML
+from policies import FAST
 from rtbench import telemetry
 from rtbench.telemetry import Sampler, decode_reasons
 
@@ -57,17 +58,22 @@ def test_summary_means_energy_and_joules_per_image():
     assert out["duration_s"] == pytest.approx(3.0)
 
 
-def test_warmup_samples_are_left_out_of_clocks_and_reasons_but_not_energy():
-    nvml = FakeNVML(sm_mhz=[900, 1980, 1980, 1980], reasons=[0x4, 0, 0, 0x1])
-    s = sampled(nvml, Ticks(0.0, 0.0, 1.0, 2.0, 3.0, 3.0), manual=2)
-    whole = s.summary()
-    timed = s.summary(skip_s=0.5)
-    assert whole["sm_clock_mhz"]["min"] == 900 and whole["throttled"] == ["sw_power_cap"]
-    assert timed["samples"] == 3 and timed["samples_skipped"] == 1
-    assert timed["sm_clock_mhz"]["min"] == 1980
-    assert timed["reasons"] == ["gpu_idle"] and timed["throttled"] == []
-    assert timed["reason_samples"] == {"gpu_idle": 1}
-    assert timed["energy_j"] == whole["energy_j"] == pytest.approx(50.0)
+def test_windows_add_up_energy_samples_and_time():
+    # two windows (two blocks of one cell): 0..1 s and 5..7 s; energy counter 0 -> 10 J, then 100 -> 130 J
+    nvml = FakeNVML(power_mw=[100_000, 200_000, 300_000, 400_000], sm_mhz=[900, 1980, 1980, 1980],
+                    reasons=[0x4, 0, 0, 0x1], energy_mj=[0, 10_000, 100_000, 130_000])
+    s = Sampler("cuda:0", interval_s=60.0, nvml=nvml, clock=Ticks(0.0, 0.0, 1.0, 1.0, 5.0, 5.0, 7.0, 7.0))
+    for _ in range(2):
+        s.start()
+        s.stop()
+    out = s.summary(calls=40, batch=2)
+    assert out["windows"] == 2 and out["samples"] == 4 and out["duration_s"] == pytest.approx(3.0)
+    assert out["energy_j"] == pytest.approx(40.0) and out["energy_source"] == "counter"  # not the 4 s gap between
+    assert out["joules_per_image"] == pytest.approx(0.5)
+    # power integrated inside each window only: (100+200)/2 * 1 s + (300+400)/2 * 2 s
+    assert out["energy_j_from_power"] == pytest.approx(150.0 + 700.0)
+    assert out["sm_clock_mhz"]["min"] == 900 and out["throttled"] == ["sw_power_cap"]
+    assert out["reason_samples"] == {"sw_power_cap": 1, "gpu_idle": 1}
 
 
 def test_energy_falls_back_to_power_samples_without_the_counter():
@@ -127,15 +133,7 @@ def test_host_pids_in_a_container_allow_for_rtbench_own_contexts(monkeypatch):
     assert telemetry.others_count(three) == 1
 
 
-def test_timed_summary_counts_warmup_and_timed_calls():
-    from rtbench.timing import Timing
-
-    timing = Timing(np.ones(40), np.ones(40), warmup_calls=10, warmup_s=0.0, warmup_stable=True, timed_s=1.0,
-                    capped=False, clock="host")
-    s = sampled(FakeNVML(energy_mj=[0, 10_000]), Ticks(0.0, 0.0, 1.0, 1.0), manual=0)
-    out = telemetry.timed_summary(s, timing, batch=2)
-    assert out["calls"] == 50 and out["images"] == 100 and out["joules_per_image"] == pytest.approx(0.1)
-    assert telemetry.timed_summary(None, timing, 2) == {}
+def test_no_sampler_on_the_cpu():
     assert telemetry.for_device("cpu") is None
 
 
@@ -160,9 +158,10 @@ def test_engine_stores_the_sampler_summary_and_results_expose_it(tmp_path, monke
     Measured in this process (the worker's own code) so the fake NVML applies.
     """
     from rtbench.results import Run
-    from rtbench.worker import GroupMeasurer
-    from rtbench.spec import Sweep, TimingPolicy
+    from rtbench.spec import Sweep
     from rtbench.store import Store
+    from rtbench.timing import BlockSpec
+    from rtbench.worker import GroupMeasurer
 
     made = []
 
@@ -171,22 +170,24 @@ def test_engine_stores_the_sampler_summary_and_results_expose_it(tmp_path, monke
         return made[-1]
 
     monkeypatch.setattr(telemetry, "for_device", fake_for_device)
-    policy = TimingPolicy(warmup_min_calls=5, warmup_min_s=0.0, min_calls=50, min_time_s=0.05, max_time_s=0.1,
-                          max_calls=500)
-    sweep = Sweep(runtimes=("null",), sizes=(32,), batches=(3,), policy=policy)
+    sweep = Sweep(runtimes=("null",), sizes=(32,), batches=(3,), policy=FAST)
     store = Store(tmp_path)
     store.create_run("r1", sweep.to_dict(), {}, {}, {})
     m = GroupMeasurer(sweep, "null", "fp32", tmp_path)
     assert m.setup() is None
     (c,) = sweep.cells()
-    out = m.measure(c)
-    store.add_cell("r1", c, out.status, out.reason, out.samples, **out.parts)
+    out = m.prepare(c)
+    cid = store.add_cell("r1", c, out.status, out.reason, **out.parts)
+    blocks = [m.block(c, BlockSpec(seconds=0.02, rewarm_s=0.005)) for _ in range(3)]
+    for r, b in enumerate(blocks):
+        store.add_block(cid, r, b)
+    store.update_cell(cid, "ok", None, telemetry=m.finish(c))
     store.close()
     run = Run.load("r1", tmp_path)
     (cell,) = run.cells
-    tele = cell["telemetry"]
-    calls = cell["stats"]["warmup_calls"] + cell["stats"]["n"]
-    assert len(made) == 1 and tele["available"] and tele["samples"] + tele["samples_skipped"] >= 2
+    tele = cell.telemetry
+    calls = sum(b.rewarm_calls + len(b.primary_ms) for b in blocks)  # the warm-up is not in any window
+    assert len(made) == 1 and tele["available"] and tele["windows"] == 3 and tele["samples"] >= 6
     assert tele["calls"] == calls and tele["images"] == 3 * calls
     row = run.to_pandas().iloc[0]
     assert row["joules_per_image"] == pytest.approx(3000.0 / (3 * calls))
@@ -197,18 +198,16 @@ def test_engine_stores_the_sampler_summary_and_results_expose_it(tmp_path, monke
 def test_cpu_cells_have_no_telemetry_and_nan_columns(tmp_path):
     from rtbench.engine import Engine
     from rtbench.results import Run
-    from rtbench.spec import Sweep, TimingPolicy
+    from rtbench.spec import Sweep
     from rtbench.store import Store
 
-    policy = TimingPolicy(warmup_min_calls=2, warmup_min_s=0.0, min_calls=20, min_time_s=0.02, max_time_s=0.05,
-                          max_calls=200)
-    sweep = Sweep(runtimes=("null",), sizes=(32,), batches=(1,), policy=policy)
+    sweep = Sweep(runtimes=("null",), sizes=(32,), batches=(1,), policy=FAST)
     store = Store(tmp_path)
     store.create_run("r1", sweep.to_dict(), {}, {}, {})
     Engine(sweep, store, "r1", tmp_path, {}).run()  # a real worker process
     store.close()
     run = Run.load("r1", tmp_path)
-    assert run.cells[0]["telemetry"] == {}
+    assert run.cells[0].telemetry == {}
     row = run.to_pandas().iloc[0]
     for col in ("power_w", "joules_per_image", "images_per_joule", "sm_clock_mhz", "temp_c", "gpu_util_pct"):
         assert math.isnan(row[col]), col

@@ -94,10 +94,11 @@ def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZ
     t_start = time.perf_counter()
     phases: dict[str, float] = {}  # wall-clock seconds of the run's own work, stored with the run
     from rtbench.child import start_fork_server, wait_for_fork_server
-    from rtbench.spec import check_cell_timeout
+    from rtbench.spec import check_budget, check_cell_timeout
     from rtbench.store import Store, new_run_id
 
     cell_timeout = check_cell_timeout(cell_timeout)
+    budget = check_budget(budget) if budget is not None else None
     out = Path(out)
     start_fork_server()  # the workers' fork server imports torch and rtbench meanwhile
 

@@ -59,7 +59,7 @@ class Group:
         self.prepared: set[tuple] = set()
         self.failure: Outcome | None = None  # the group cannot run at all (unavailable, setup failed, ...)
         self.started = 0  # workers started so far
-
+        self.asked: Worker | None = None  # the worker of the last request
     def _worker(self) -> Worker | Outcome:
         if self.failure is not None:
             return self.failure
@@ -81,6 +81,7 @@ class Group:
         w = self._worker()
         if isinstance(w, Outcome):
             return w
+        self.asked = w
         try:
             return w.request(what, *args, timeout=self.engine.cell_timeout)
         except WorkerLost as lost:
@@ -88,14 +89,15 @@ class Group:
             return Outcome(lost.status, lost.reason)
 
     def prepare(self, cell: Cell) -> Outcome:
-        fresh = self.worker is None
+        fresh, self.asked = self.worker is None, None
         out = self._ask("prepare", cell)
         if out.status is Status.MEASURING:
             self.prepared.add(cell.key)
+        if self.asked is not None:  # the worker that answered (or died trying)
             info = out.parts.setdefault("info", {})
-            info["worker_pid"] = self.worker.pid
+            info["worker_pid"] = self.asked.pid
             if fresh:  # process start + imports: not part of any timing, kept for the record
-                info["worker_start_s"] = self.worker.start_s
+                info["worker_start_s"] = self.asked.start_s
         return out
 
     def block(self, cell: Cell, spec: BlockSpec) -> Block | Outcome:

@@ -88,7 +88,7 @@ def _graphs(cells) -> list[FairnessWarning]:
 def _timing(run, cells) -> list[FairnessWarning]:
     out = []
     target = run.sweep.policy.ci_target
-    wide = [c for c in cells if c.stats.get("ci_above_target", c.stats.get("capped"))]
+    wide = [c for c in cells if c.stats.get("ci_above_target") or c.stats.get("capped")]  # capped: schema 1
     if wide:
         why = {"budget": "the run's budget ran out", "max_rounds": "the round cap was reached"}
         reasons = sorted({why.get(c.stats.get("stopped_by"), "the time cap was reached") for c in wide})

@@ -76,6 +76,9 @@ class Schedule:
         self.over_budget = False  # the minimum rounds could not fit in the budget even at one call per block
 
     def run(self) -> None:
+        for u in self.units:  # a resumed cell may already have every round it may get
+            if u.active and len(u.estimates) >= self.policy.max_rounds:
+                self._stop(u, "max_rounds")
         self._fit_block_length()
         r = max((max(u.estimates) for u in self.units if u.estimates), default=-1) + 1
         while True:

@@ -30,6 +30,17 @@ def check_cell_timeout(value) -> float:
     return t
 
 
+def check_budget(value) -> float:
+    """A run budget in seconds: a finite number above zero."""
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        t = math.nan
+    if not (math.isfinite(t) and t > 0):
+        raise UserError(f"run budget {value!r} is invalid: give a positive number of seconds, e.g. --budget 300")
+    return t
+
+
 @dataclass(frozen=True)
 class TimingPolicy:
     """How cells are timed: a full warm-up on a cell's first visit, then interleaved rounds of short blocks.
@@ -72,8 +83,7 @@ class TimingPolicy:
             raise UserError(f"timing policy: max_block_s ({self.max_block_s}) must be >= block_s ({self.block_s})")
         if not 0 < self.ci_target < 1:
             raise UserError(f"timing policy: ci_target is a fraction in (0, 1), e.g. 0.01 for 1% (got {self.ci_target})")
-        if not (isinstance(self.budget_s, (int, float)) and math.isfinite(self.budget_s) and self.budget_s > 0):
-            raise UserError(f"run budget {self.budget_s!r} is invalid: give a positive number of seconds, e.g. --budget 300")
+        check_budget(self.budget_s)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

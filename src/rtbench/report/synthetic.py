@@ -25,7 +25,7 @@ ENV = {"rtbench": "0.1.0", "torch": "2.4.0", "torch_threads": 2, "cpu": "Synthet
 PEAK = {"device": "cpu", "name": "Synthetic CPU", "datasheet": None,
         "measured": {"matmul_fp32_flops": 5.0e12, "matmul_fp16_flops": 1.0e13}}
 FLOPS_224 = 3.6e9  # ResNet18 at 224x224, 2 FLOPs per multiply-add
-ROUNDS = 6  # each cell's samples are stored as this many rounds
+ROUNDS = 10  # each cell's samples are stored as this many rounds
 
 
 def default_latency(runtime: str, precision: str, size: int, batch: int) -> float:
