@@ -4,15 +4,16 @@
 
 Cells: resnet18 (random weights), torch eager, fp32, 224 px, batches 1 and 16, compute boundary, on
 cuda:0. Each cell is prepared once, then timed ``--repeats`` times in each mode, alternating the order
-(off,on / on,off) so drift hits both; every timed loop runs a fixed ``--seconds`` (the CI target is set
-out of reach). Reported: the 10% trimmed mean of all samples of each mode, the difference in % with a
-bootstrap 95% CI (rtbench.stats.speedup), the sampler's own cost per sample, and the power / energy
+(off,on / on,off) so drift hits both; every timed loop is one block of ``--seconds`` after 0.5 s of
+warm-up. Reported: the 10% trimmed mean of all samples of each mode, the difference in % with a 95% CI
+paired by repeat (rtbench.stats.paired_speedup), the sampler's own cost per sample, and the power / energy
 figures the sampler saw. Writes <out>/telemetry_bench.md and <out>/telemetry_bench.json.
 On a machine without CUDA it says so and exits 0 without measuring.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -26,17 +27,11 @@ from rtbench.env import fingerprint
 from rtbench.models import resolve
 from rtbench.runtimes.base import get as get_runtime
 from rtbench.runtimes.common import make_input, sync
-from rtbench.spec import Cell, Sweep, TimingPolicy
-from rtbench.timing import CudaEventClock, HostClock, measure
+from rtbench.spec import Cell, Sweep
+from rtbench.timing import CudaEventClock, HostClock, block, measure_once
 
 BATCHES = (1, 16)
 SIZE = 224
-
-
-def policy_for(seconds: float) -> TimingPolicy:
-    """A fixed-length timed loop: min time = max time, and a CI target no loop reaches."""
-    return TimingPolicy(warmup_min_calls=20, warmup_min_s=0.5, warmup_max_s=3.0, min_calls=20, min_time_s=seconds,
-                        max_time_s=seconds, max_calls=10**7, ci_target=1e-6)
 
 
 def sampler_cost(device: str, n: int = 200, sampler_factory=telemetry.Sampler) -> float:
@@ -50,7 +45,7 @@ def sampler_cost(device: str, n: int = 200, sampler_factory=telemetry.Sampler) -
     return (time.perf_counter() - t0) / n * 1e6
 
 
-def bench_cell(runtime, cell: Cell, policy: TimingPolicy, repeats: int, sampler_factory) -> dict:
+def bench_cell(runtime, cell: Cell, seconds: float, repeats: int, sampler_factory) -> dict:
     """Time one prepared cell ``repeats`` times with and without the sampler, in alternating order."""
     x = make_input(cell.batch, cell.size)
     sess = runtime.session(cell, x)
@@ -62,18 +57,18 @@ def bench_cell(runtime, cell: Cell, policy: TimingPolicy, repeats: int, sampler_
         tele: list[dict] = []
         for r in range(repeats):
             for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
-                if mode == "off":
-                    t = measure(sess.call, policy, clock)
-                else:
-                    s = sampler_factory(cell.device)
-                    with s:
-                        t = measure(sess.call, policy, clock)
-                    tele.append(telemetry.timed_summary(s, t, cell.batch))
-                samples[mode].append(t.samples_ms)
+                measure_once(sess.call, clock, seconds=0.5)  # warm-up
+                s = sampler_factory(cell.device) if mode == "on" else None
+                with s or contextlib.nullcontext():
+                    b = block(sess.call, clock, seconds, min_calls=20)
+                if s is not None:
+                    tele.append(s.summary(calls=len(b.primary_ms), batch=cell.batch))
+                samples[mode].append(b.primary_ms)
     finally:
         sess.close()
     off, on = np.concatenate(samples["off"]), np.concatenate(samples["on"])
-    ratio = stats.speedup(on, off)  # trimmed mean on / off: > 1 means sampling slowed the cell
+    per = {m: {r: float(stats.trimmed_mean(a)) for r, a in enumerate(samples[m])} for m in samples}
+    ratio = stats.paired_speedup(per["on"], per["off"])  # on / off by repeat: > 1 means sampling slowed the cell
     return {
         "batch": cell.batch, "off_ms": float(stats.trimmed_mean(off)), "on_ms": float(stats.trimmed_mean(on)),
         "off_per_repeat_ms": [float(stats.trimmed_mean(a)) for a in samples["off"]],
@@ -145,11 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     factory = lambda dev: telemetry.Sampler(dev, interval_s=args.interval)  # noqa: E731
     if not factory(args.device).available:
         print(f"telemetry_bench: {factory(args.device).reason}; timings are still compared (sampler is a no-op).")
-    policy = policy_for(args.seconds)
-    sweep = Sweep(runtimes=("torch",), sizes=(SIZE,), batches=BATCHES, device=args.device, policy=policy)
+    sweep = Sweep(runtimes=("torch",), sizes=(SIZE,), batches=BATCHES, device=args.device)
     runtime = get_runtime("torch")(resolve("resnet18", "random"), sweep, "fp32", out)
     try:
-        cells = [bench_cell(runtime, c, policy, args.repeats, factory) for c in sweep.cells()]
+        cells = [bench_cell(runtime, c, args.seconds, args.repeats, factory) for c in sweep.cells()]
     finally:
         runtime.close()
     res = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv),

@@ -1,15 +1,18 @@
 """GPU paths, on a real CUDA device (skipped without one): every runtime, boundary and precision."""
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 import rtbench
-from rtbench.spec import TimingPolicy
+from policies import FAST as CPU_FAST
 from tests.conftest import gpu
 
 pytestmark = [gpu]
-FAST = TimingPolicy(warmup_min_calls=3, warmup_min_s=0.05, warmup_max_s=0.5, min_calls=10, min_time_s=0.05,
-                    max_time_s=0.3, ci_target=0.01)
+FAST = replace(CPU_FAST, warmup_min_calls=3, warmup_min_s=0.05, warmup_max_s=0.5, rounds=3, max_rounds=3,
+               block_s=0.05, max_block_s=0.05, rewarm_s=0.01)
 
 
 def sweep(tmp_path, runtimes, precision="fp32", boundary="compute", **kw):
@@ -26,8 +29,12 @@ def test_eager_and_onnxruntime_fp32_use_cuda_events_and_match(tmp_path, boundary
         assert row.status == "ok", row.reason
         assert row.clock == "cuda-events"
         assert row.parity_max_rel < 1e-3
-        assert row.host_trimmed_mean_ms >= row.trimmed_mean_ms * 0.5
     cells = rtbench.load(rtbench.results.list_runs(tmp_path)[0]["id"], tmp_path).cells
+    for c in cells:
+        # the host time (with sync) brackets the CUDA events of each call; the launch time ends inside it
+        assert np.all(c.host_ms >= c.samples_ms - 0.01), c.label
+        assert len(c.launch_ms) == len(c.samples_ms) and np.all(c.launch_ms <= c.host_ms + 1e-6)
+        assert 0 < c.stats["launch"]["ratio"] and isinstance(c.stats["launch_bound"], bool)
     ort = next(c for c in cells if c.cell.runtime == "onnxruntime")
     assert ort.info["providers"][0] == "CUDAExecutionProvider"
     assert ort.info["io_binding"] == (boundary == "compute")
@@ -60,7 +67,7 @@ def test_torch_compile_compiles_and_matches(tmp_path):
     df = sweep(tmp_path, "torch-compile", options={"compile_mode": "default"})
     row = df.loc[("torch-compile", "fp32")]
     assert row.status == "ok", row.reason
-    assert row.first_call_ms > 10 * row.trimmed_mean_ms  # compile happened in setup, not in the timed loop
+    assert row.first_call_ms > 10 * row.ms  # compile happened in setup, not in the timed loop
 
 
 def test_real_cuda_oom_is_recorded_and_larger_batches_skipped(tmp_path):
@@ -71,6 +78,15 @@ def test_real_cuda_oom_is_recorded_and_larger_batches_skipped(tmp_path):
     assert st[1][0] == "ok"
     assert st[1536][0] == "oom"
     assert st[2048] == ("skipped", "skipped (oom at batch 1536)")
+
+
+def test_eager_batch_1_is_launch_bound_and_a_cuda_graph_is_not(tmp_path):
+    """ResNet18 at 64 px, batch 1: eager torch waits on the host to enqueue ~60 kernels; a replayed graph does not."""
+    r = rtbench.run(runtimes="torch,torch-cudagraph", sizes=[64], batches=[1], device="cuda", out=tmp_path,
+                    policy=FAST, report=False)
+    by = {c.cell.runtime: c for c in r.cells}
+    assert by["torch"].stats["launch_bound"] is True, by["torch"].stats["launch"]
+    assert by["torch-cudagraph"].stats["launch_bound"] is False, by["torch-cudagraph"].stats["launch"]
 
 
 def test_peak_measures_every_precision():

@@ -10,7 +10,7 @@ import torch
 import rtbench
 from rtbench import parity
 from rtbench.hardware import DATASHEET_TFLOPS, datasheet_peak, peak_flops
-from rtbench.results import _ran_precision
+from rtbench.results import ran_precision
 from rtbench.runtimes.base import Unsupported
 from rtbench.runtimes.common import check_precision, set_tf32, torch_dtype
 from rtbench.spec import Sweep
@@ -57,9 +57,9 @@ def test_tf32_on_cpu_is_unsupported():
 
 
 def test_utilisation_uses_the_precision_that_ran():
-    assert _ran_precision({"precision": "fp32", "info": {"tf32": True}}) == "tf32"
-    assert _ran_precision({"precision": "fp32", "info": {"tf32": False}}) == "fp32"
-    assert _ran_precision({"precision": "fp16", "info": {}}) == "fp16"
+    assert ran_precision("fp32", {"tf32": True}) == "tf32"
+    assert ran_precision("fp32", {"tf32": False}) == "fp32"
+    assert ran_precision("fp16", {}) == "fp16"
 
 
 def test_cpu_sweep_records_unsupported_precisions_and_goes_on(tmp_path):

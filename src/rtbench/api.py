@@ -61,13 +61,13 @@ def make_sweep(model: str = "resnet18", runtimes: str | Iterable[str] | None = N
 
 
 def default_policy(device: str) -> TimingPolicy:
-    """Rounds of short blocks within a run budget: 75 s on a GPU, 280 s (with the report, under 5 minutes) on a CPU.
+    """Rounds of short blocks within a run budget: 70 s on a GPU, 280 s (with the report, under 5 minutes) on a CPU.
 
     GPU blocks of 0.1 s after a 0.02 s re-warm; CPU blocks of 0.2 s (or one call) after a 0.05 s re-warm, where
     calls of a whole second or more are common and a short block still spans several of the faster ones.
     """
     if device.startswith("cuda"):
-        return TimingPolicy(warmup_min_s=0.2, rounds=5, block_s=0.1, rewarm_s=0.02, ci_target=0.01, budget_s=75.0)
+        return TimingPolicy(warmup_min_s=0.2, rounds=5, block_s=0.1, rewarm_s=0.02, ci_target=0.01, budget_s=70.0)
     return TimingPolicy(warmup_min_calls=3, warmup_min_s=0.2, warmup_max_s=2.0, rounds=5, block_s=0.2,
                         rewarm_s=0.05, ci_target=0.01, budget_s=280.0)
 

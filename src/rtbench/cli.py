@@ -34,7 +34,7 @@ def run(
     out: str = typer.Option("rtbench-results", help=OUT_HELP),
     resume: Optional[str] = typer.Option(None, help="Finish run RUN_ID: cells already measured are skipped."),
     budget: Optional[float] = typer.Option(None, help="Seconds for the whole run, report included (default: 280 on "
-                                           "a CPU, 75 on a GPU); cells left wider than the CI target are flagged."),
+                                           "a CPU, 70 on a GPU); cells left wider than the CI target are flagged."),
     rounds: Optional[int] = typer.Option(None, help="Rounds every cell is measured in, at least (default 5)."),
     ci_target: Optional[float] = typer.Option(None, help="A cell gets more rounds while its 95% CI half-width is "
                                               "above this fraction of its estimate (default 0.01)."),

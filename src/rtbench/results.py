@@ -151,7 +151,7 @@ class Run:
             if flops := st.get("flops_per_image"):
                 achieved = flops * b / (ms / 1e3)
                 row["achieved_flops"] = achieved
-                sheet, meas = peak_flops(self.peak, _ran_precision(c))
+                sheet, meas = peak_flops(self.peak, ran_precision(c.cell.precision, c.info))
                 row["load_datasheet_pct"] = 100 * achieved / sheet if sheet else math.nan
                 row["load_measured_pct"] = 100 * achieved / meas if meas else math.nan
         for k in ("max_abs", "max_rel", "top1_agree", "reference"):
@@ -206,9 +206,9 @@ def _telemetry_columns(tele: dict) -> dict:
     return cols
 
 
-def _ran_precision(c: CellResult) -> str:
+def ran_precision(precision: str, info: dict) -> str:
     """The precision that really ran: fp32 with TF32 on counts as tf32 for the peak."""
-    return "tf32" if c.cell.precision == "fp32" and c.info.get("tf32") else c.cell.precision
+    return "tf32" if precision == "fp32" and info.get("tf32") else precision
 
 
 def list_runs(out_dir: Path | str) -> list[dict]:

@@ -288,6 +288,15 @@ MESSAGES: dict[str, dict[str, str]] = {
     "c_rec_size": {"en": "Input size costs throughput as shown above: use the smallest size the accuracy allows.",
                    "ru": "Размер входа снижает пропускную способность, как показано выше: берите наименьший размер, "
                          "допустимый по точности."},
+    "c_rec_launch_bound": {"en": "{n} cell(s) marked † are launch-bound ({cells}): the GPU waited for the host to "
+                                 "enqueue work, so their time follows the host CPU and can differ on another host or "
+                                 "minute; their intervals are wide for it. To go faster there, replay CUDA graphs "
+                                 "(torch-cudagraph, onnxruntime-cudagraph), use torch.compile, or a larger batch.",
+                           "ru": "{n} ячейк(и) с † упираются в запуск ядер ({cells}): GPU ждал, пока хост поставит "
+                                 "работу в очередь, поэтому их время следует за CPU хоста и может отличаться на другом "
+                                 "хосте или в другую минуту; их интервалы поэтому широкие. Чтобы ускорить их, "
+                                 "воспроизводите CUDA graphs (torch-cudagraph, onnxruntime-cudagraph), используйте "
+                                 "torch.compile или больший batch."},
     "c_rec_mismatch": {"en": "Cells marked ⚠ failed the output check: do not use those configurations before "
                              "checking their accuracy.",
                        "ru": "Ячейки с ⚠ не прошли сверку выходов: не используйте эти конфигурации без проверки "

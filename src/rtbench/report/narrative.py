@@ -199,6 +199,9 @@ def recommendation_blocks(df: pd.DataFrame, _: Callable[..., str]) -> list[Block
         lines.append(_("c_rec_size"))
     if (df["status"] == "mismatch").any():
         lines.append(_("c_rec_mismatch"))
+    if "launch_bound" in m and (bound := m[m["launch_bound"] == True]).shape[0]:  # noqa: E712 - NaN is not bound
+        cells = ", ".join(f"{r.runtime} {r.size}px b{r.batch}" for r in bound.itertuples())
+        lines.append(_("c_rec_launch_bound", n=len(bound), cells=cells))
     return [Heading(4, _("c_rec_h")), Bullets(lines)]
 
 
