@@ -120,11 +120,16 @@ class TorchCompile(TorchEager):
     def wrap(self, module):
         import torch
 
-        mode = self.sweep.option("compile_mode") or "default"
-        self.mode = mode
+        self.mode = self.sweep.option("compile_mode") or "default"
+        return torch.compile(module, mode=self.mode, dynamic=False, fullgraph=True)
+
+    def apply_settings(self) -> dict:
+        """Also set dynamo's process-wide configuration (compilation happens at the first call)."""
+        import torch
+
         torch._dynamo.config.suppress_errors = False  # never fall back to eager silently
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        return torch.compile(module, mode=mode, dynamic=False, fullgraph=True)
+        return super().apply_settings()
 
     def describe(self) -> dict:
         return {**super().describe(), "compile_mode": self.mode}
