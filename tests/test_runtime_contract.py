@@ -15,6 +15,7 @@ from rtbench.runtimes import base
 from rtbench.runtimes.base import Unsupported
 from rtbench.runtimes.common import make_input
 from rtbench.spec import Cell, Sweep
+from tests.conftest import gpu
 
 TESTS = Path(__file__).resolve().parent
 MODEL = "entry_models:tiny_cnn"
@@ -58,23 +59,27 @@ def test_settings_are_applied_by_a_method_that_says_so(tmp_path):
     assert s.info["cudnn_benchmark"] is True and s.info["tf32"] is False and s.stream is None
 
 
-END_TO_END = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("openvino", "fp32")]
+END_TO_END = [("torch", "fp32", "cpu"), ("torch", "bf16", "cpu"), ("onnxruntime", "fp32", "cpu"),
+              ("openvino", "fp32", "cpu")] + [
+    pytest.param(rt, p, "cuda", marks=gpu) for rt, p in (("torch", "fp32"), ("torch", "fp16"), ("onnxruntime", "fp32"),
+                                                         ("onnxruntime", "fp16"), ("torch-compile", "fp32"))]
 
 
-@pytest.mark.parametrize("runtime,precision", END_TO_END)
-def test_end_to_end_call_reads_the_host_array_and_returns_fp32_host_outputs(tmp_path, runtime, precision):
+@pytest.mark.parametrize("runtime,precision,device", END_TO_END)
+def test_end_to_end_call_reads_the_host_array_and_returns_fp32_host_outputs(tmp_path, runtime, precision, device):
     """Every conversion is inside the timed call: it reads the fp32 host array itself, and fetch converts nothing."""
     model = resolve(MODEL)
-    sweep = Sweep(model=MODEL, runtimes=(runtime,), device="cpu", boundary="end-to-end")
+    sweep = Sweep(model=MODEL, runtimes=(runtime,), device=device, boundary="end-to-end")
     rt = base.get(runtime)(model, sweep, precision, tmp_path)
     x = make_input(2, 32)
-    s = rt.session(Cell(MODEL, runtime, precision, 32, 2, "cpu", "end-to-end"), x)
+    s = rt.session(Cell(MODEL, runtime, precision, 32, 2, device, "end-to-end"), x)
+    assert (s.stream is None) == (device == "cpu")
     s.call()
     first = s.fetch().copy()
     x.copy_(make_input(3, 32)[:2])  # new contents in the same host array, after the session was made
     s.call()
     y = s.fetch()
-    assert parity.compare(y, parity.reference(model, x, "cpu"), precision)["ok"]
+    assert parity.compare(y, parity.reference(model, x, device), precision)["ok"]
     assert not np.allclose(y, first)  # the call read the new contents, not a copy made beforehand
     assert type(y) is np.ndarray and y.dtype == np.float32
     assert s.fetch() is y  # what the call produced, not a conversion made by fetch
