@@ -30,7 +30,7 @@ class _Faulty(Runtime):
     def fault(self) -> None:  # pragma: no cover - each subclass defines its fault
         raise AssertionError(f"{self.name} defines no fault")
 
-    def session(self, cell, x) -> Session:
+    def prepare(self, cell, x) -> Session:
         bad = self.faulty(cell)
 
         def call() -> None:
@@ -71,7 +71,7 @@ class LateSegfaults(_Faulty):
 
     name = "fault-late-segv"
 
-    def session(self, cell, x) -> Session:
+    def prepare(self, cell, x) -> Session:
         born, bad = time.monotonic(), self.faulty(cell)
 
         def call() -> None:

@@ -11,8 +11,8 @@ import rtbench
 from rtbench import parity
 from rtbench.hardware import DATASHEET_TFLOPS, datasheet_peak, peak_flops
 from rtbench.results import ran_precision
-from rtbench.runtimes.base import Unsupported
-from rtbench.runtimes.common import check_precision, set_tf32, torch_dtype
+from rtbench.runtimes.base import Unsupported, check_device_precision
+from rtbench.runtimes.common import set_tf32, torch_dtype
 from rtbench.spec import Sweep
 from policies import FAST
 
@@ -52,8 +52,8 @@ def test_dtypes_per_precision():
 
 def test_tf32_on_cpu_is_unsupported():
     with pytest.raises(Unsupported, match="tf32"):
-        check_precision("cpu", "tf32")
-    check_precision("cpu", "bf16")  # bf16 runs on CPUs
+        check_device_precision("cpu", "tf32")
+    check_device_precision("cpu", "bf16")  # bf16 runs on CPUs
 
 
 def test_utilisation_uses_the_precision_that_ran():
@@ -147,8 +147,9 @@ def test_onnxruntime_cuda_fallback_to_cpu_is_a_failure_not_a_silent_success(tmp_
 
     rt = OnnxRuntime(resolve("resnet18"), Sweep(runtimes=("onnxruntime",)), "fp32", tmp_path)
     rt.cuda = True  # ask for the CUDA provider from the CPU-only onnxruntime installed here
+    rt.stream = types.SimpleNamespace(cuda_stream=1)
     with pytest.raises(RuntimeError, match="fell back to CPUExecutionProvider"):
-        rt._inference_session(0, types.SimpleNamespace(cuda_stream=0))
+        rt._inference_session()
 
 
 def test_onnxruntime_cpu_session_runs_on_the_cpu_provider_with_torch_threads(tmp_path):

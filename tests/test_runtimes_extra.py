@@ -88,8 +88,6 @@ def test_openvino_precision_hint_mapping():
     assert hint_for("fp16", ["FP32", "FP16"]) == "f16"
     with pytest.raises(Unsupported, match="no bf16"):
         hint_for("bf16", ["FP32", "INT8"])
-    with pytest.raises(Unsupported, match="not tf32"):
-        hint_for("tf32", ["FP32"])
 
 
 @pytest.mark.parametrize("nhwc", [False, True])

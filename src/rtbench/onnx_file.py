@@ -60,6 +60,14 @@ def image_input(path: Path) -> ImageInput:
     return ImageInput(inp.name, layout, channels, dtype, fixed, dims[0])
 
 
+def batch_problem(inp: ImageInput, batch: int) -> str | None:
+    """None when the file takes ``batch`` images at once, else why not (its batch dimension is fixed)."""
+    if inp.fixed_batch is None or inp.fixed_batch == batch:
+        return None
+    return (f"the ONNX file fixes the batch at {inp.fixed_batch}, so batch {batch} cannot run: "
+            "export it with a dynamic batch dimension")
+
+
 def shape(inp: ImageInput, batch: int, size: int) -> list[int]:
     """The input shape, in the file's own layout, for one batch and size."""
     if inp.layout == "NCHW":

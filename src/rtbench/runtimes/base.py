@@ -4,6 +4,16 @@ A runtime is a class registered with ``@register``. One instance serves a *runti
 one precision, one device of a sweep): expensive work shared by its cells (ONNX export, a module cast to
 the precision) happens once there and is reported in ``setup``. ``session(cell, x)`` prepares one cell
 and returns a ``Session`` whose ``call`` is what the timing loop times.
+
+The base class enforces what a runtime declares, once for all and before any expensive work: the
+``precisions`` it runs (and what the device can run), the CUDA-graph rule (``graph`` runtimes need the
+compute boundary) and an ONNX file's fixed batch. Subclasses implement ``prepare``; they do not repeat
+these checks.
+
+Boundaries. ``compute``: the input is placed on the device before timing and the output stays there.
+``end-to-end``: every runtime gets the same pageable fp32 NCHW host array, and everything between it and
+an fp32 host array of outputs (casts, layout changes, pinning, copies both ways) happens inside ``call``
+(``common.end_to_end``).
 """
 from __future__ import annotations
 
@@ -24,8 +34,23 @@ REGISTRY: dict[str, type["Runtime"]] = {}
 PLUGINS_ENV = "RTBENCH_PLUGINS"  # comma-separated modules that register more runtimes, imported in every process
 
 
+GRAPH_NEEDS_COMPUTE = "CUDA graphs need inputs already on the GPU: use the compute boundary"
+
+
 class Unsupported(Exception):
     """This runtime cannot run this cell (precision, device, model or size): status ``unsupported``."""
+
+
+def check_device_precision(device: str, precision: str) -> None:
+    """Raise Unsupported for a precision the device cannot run as asked (whatever the runtime)."""
+    import torch
+
+    if precision == "tf32" and not device.startswith("cuda"):
+        raise Unsupported("tf32 exists only on CUDA GPUs (Ampere or newer)")
+    if precision == "tf32" and torch.cuda.get_device_capability(device)[0] < 8:
+        raise Unsupported("tf32 needs an Ampere or newer GPU")
+    if precision == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        raise Unsupported("this GPU has no bf16")
 
 
 @dataclass
@@ -34,19 +59,21 @@ class Session:
 
     call: Callable[[], None]
     fetch: Callable[[], np.ndarray]  # the last outputs as a float32 host array, for parity
-    stream: object = None  # the torch.cuda.Stream the work runs on (CUDA events are recorded there)
+    stream: object = None  # the runtime group's torch.cuda.Stream, which the work runs on (CUDA events go there)
     info: dict = field(default_factory=dict)  # what really ran: threads, providers, layout, ...
     close: Callable[[], None] = lambda: None
 
 
 class Runtime(abc.ABC):
-    """Base class. Subclasses set the class attributes and implement ``session``."""
+    """Base class. Subclasses set the class attributes and implement ``prepare``."""
 
     name: ClassVar[str]
     package: ClassVar[str | None] = None  # import name checked by availability(); version reported
     distribution: ClassVar[str | None] = None  # pip distribution name, when it differs
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
-    precisions: ClassVar[tuple[str, ...]] = PRECISIONS
+    precisions: ClassVar[tuple[str, ...]] = PRECISIONS  # checked by the base class
+    precisions_note: ClassVar[str] = ""  # why the others are missing, added to the one refusal
+    graph: ClassVar[bool] = False  # replays a CUDA graph: needs the compute boundary (checked by the base class)
     default: ClassVar[bool] = True  # part of "every available runtime" (see is_default)
     needs_torch_module: ClassVar[bool] = True  # False: runs an ONNX model file too
     needs_model: ClassVar[bool] = True  # False: gets model=None and no parity (the null runtime)
@@ -61,6 +88,16 @@ class Runtime(abc.ABC):
         self.setup: dict = {}  # group-level setup seconds (export, build), reported with the first cell
         if self.needs_torch_module and model is not None and not getattr(model, "has_module", True):
             raise Unsupported(f"{self.name} needs a PyTorch module; the model is an ONNX file")
+        if precision not in self.precisions:
+            note = f": {self.precisions_note}" if self.precisions_note else ""
+            raise Unsupported(f"{self.name} runs {', '.join(self.precisions)}, not {precision}{note}")
+        check_device_precision(self.device, precision)
+        self._check_boundary(sweep.boundary)
+        self.stream = None  # on CUDA: the group's own stream, created once (see apply_settings)
+        if self.device.startswith("cuda"):
+            import torch
+
+            self.stream = torch.cuda.Stream(self.device)
 
     @classmethod
     def is_default(cls, device: str) -> bool:
@@ -88,9 +125,49 @@ class Runtime(abc.ABC):
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    @abc.abstractmethod
+    def _check_boundary(self, boundary: str) -> None:
+        if self.graph and boundary != "compute":
+            raise Unsupported(GRAPH_NEEDS_COMPUTE)
+
+    def check_cell(self, cell: Cell) -> None:
+        """Raise Unsupported when this runtime cannot run ``cell`` (boundary, an ONNX file's fixed batch)."""
+        if cell is None:  # the harness-cost session of the null runtime (engine.harness_cost) has no cell
+            return
+        self._check_boundary(cell.boundary)
+        inp = getattr(self.model, "onnx_input", None)
+        if inp is not None:
+            from rtbench.onnx_file import batch_problem
+
+            if why := batch_problem(inp, cell.batch):
+                raise Unsupported(why)
+
+    def apply_settings(self) -> dict:
+        """Apply this group's process-wide settings and return what they are (recorded in Session.info).
+
+        On CUDA the group's stream becomes the current stream, so the runtime, its input and output
+        copies, the parity reference and the clock's CUDA events are all ordered on one non-default
+        stream (whose handle ONNX Runtime is given). Subclasses add their own settings (TF32, cuDNN).
+        """
+        if self.stream is not None:
+            import torch
+
+            torch.cuda.set_stream(self.stream)
+        return {}
+
     def session(self, cell: Cell, x) -> Session:
-        """Prepare ``cell`` for the host fp32 NCHW tensor ``x``; raise Unsupported when it cannot run."""
+        """Check ``cell``, apply the group's settings, then prepare it for the host fp32 NCHW tensor ``x``.
+
+        Raises Unsupported when the cell cannot run here.
+        """
+        self.check_cell(cell)
+        settings = self.apply_settings()
+        s = self.prepare(cell, x)
+        s.info = {**settings, **s.info}
+        return s
+
+    @abc.abstractmethod
+    def prepare(self, cell: Cell, x) -> Session:
+        """Prepare a checked ``cell`` for the host fp32 NCHW tensor ``x`` (see the module's boundaries)."""
 
     def close(self) -> None:
         """Free group-level resources."""

@@ -1,9 +1,11 @@
-"""What several runtimes need: precision mapping, TF32 switches, input making, the cached ONNX export."""
+"""What several runtimes need: precision mapping, TF32 switches, input making and placing, the end-to-end
+call, the cached ONNX export."""
 from __future__ import annotations
 
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,24 +31,58 @@ def set_tf32(precision: str) -> bool:
     return on
 
 
-def check_precision(device: str, precision: str) -> None:
-    """Raise Unsupported for precisions the device cannot run as asked."""
-    import torch
-
-    if precision == "tf32" and not device.startswith("cuda"):
-        raise Unsupported("tf32 exists only on CUDA GPUs (Ampere or newer)")
-    if precision == "tf32" and torch.cuda.get_device_capability(device)[0] < 8:
-        raise Unsupported("tf32 needs an Ampere or newer GPU")
-    if precision == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
-        raise Unsupported("this GPU has no bf16")
-
-
 def make_input(batch: int, size: int, channels: int = 3):
     """The cell's input: the same seeded fp32 NCHW host tensor for every runtime of a (size, batch)."""
     import torch
 
     g = torch.Generator().manual_seed(INPUT_SEED + 7919 * size + batch)
     return torch.randn(batch, channels, size, size, generator=g)
+
+
+def to_device(x, device, dtype, channels_last: bool = False):
+    """The host fp32 NCHW tensor ``x`` as a torch runtime's input: on ``device``, in ``dtype`` and layout."""
+    import torch
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return x.to(device=device, dtype=dtype).contiguous(memory_format=fmt)
+
+
+def host_fp32(y) -> np.ndarray:
+    """An output (a numpy array, or a torch tensor on any device) as a float32 host numpy array."""
+    if isinstance(y, np.ndarray):
+        return y.astype(np.float32, copy=False)
+    return y.detach().float().cpu().numpy()
+
+
+def end_to_end(run: Callable[[], object]) -> tuple[Callable[[], None], Callable[[], np.ndarray]]:
+    """``call`` and ``fetch`` for the end-to-end boundary.
+
+    ``run`` reads the cell's fp32 host array itself (not a converted copy made beforehand) and does every
+    conversion on the way in; ``call`` turns its output into an fp32 host array, so all of it is timed.
+    ``fetch`` returns that array as it is.
+    """
+    out: list = [None]
+
+    def call() -> None:
+        out[0] = host_fp32(run())
+
+    return call, lambda: out[0]
+
+
+def torch_calls(fn: Callable, x, boundary: str, device, dtype, channels_last: bool = False):
+    """``call`` and ``fetch`` running the torch callable ``fn`` on the host tensor ``x`` per the boundary.
+
+    compute: ``x`` is placed on the device here, once, and outputs stay there. end-to-end: see ``end_to_end``.
+    """
+    if boundary == "end-to-end":
+        return end_to_end(lambda: fn(to_device(x, device, dtype, channels_last)))
+    xd = to_device(x, device, dtype, channels_last)
+    out: list = [None]
+
+    def call() -> None:
+        out[0] = fn(xd)
+
+    return call, lambda: host_fp32(out[0])
 
 
 def sync(device: str) -> None:
@@ -135,7 +171,3 @@ def _convert_fp16(src: Path, dst: Path) -> None:
     onnx.save(m, str(tmp))
     onnx.checker.check_model(str(tmp))
     tmp.replace(dst)
-
-
-def to_numpy(t) -> np.ndarray:
-    return t.detach().float().cpu().numpy()

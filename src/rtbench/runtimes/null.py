@@ -13,5 +13,5 @@ class NullRuntime(Runtime):
     needs_torch_module = False
     needs_model = False
 
-    def session(self, cell, x) -> Session:
+    def prepare(self, cell, x) -> Session:
         return Session(call=lambda: None, fetch=lambda: np.zeros(0, dtype=np.float32), info={"harness": True})

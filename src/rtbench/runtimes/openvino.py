@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from rtbench.runtimes.base import Runtime, Session, Unsupported, register
-from rtbench.runtimes.common import onnx_export
+from rtbench.runtimes.common import end_to_end, onnx_export
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}  # OPTIMIZATION_CAPABILITIES entry a lower precision needs
@@ -46,9 +46,10 @@ def _version() -> str:
 
 
 def hint_for(precision: str, capabilities: list[str]) -> str:
-    """The INFERENCE_PRECISION_HINT for ``precision`` on a CPU with ``capabilities``; Unsupported when it has none."""
-    if precision not in HINTS:
-        raise Unsupported(f"openvino on the CPU runs fp32, bf16 and fp16 (where the CPU has them), not {precision}")
+    """The INFERENCE_PRECISION_HINT for ``precision`` (one of HINTS) on a CPU with ``capabilities``.
+
+    Unsupported when the CPU has no such units.
+    """
     need = CAPABILITY.get(precision)
     if need and need not in capabilities:
         raise Unsupported(f"this CPU has no {precision} inference in OpenVINO (capabilities: {', '.join(capabilities)})")
@@ -63,6 +64,7 @@ class OpenVino(Runtime):
     package = "openvino"
     devices = ("cpu",)
     precisions = ("fp32", "fp16", "bf16")
+    precisions_note = "fp16 and bf16 where the CPU has them"
     needs_torch_module = False  # runs an ONNX model file as given
 
     def __init__(self, model, sweep, precision, workdir):
@@ -97,29 +99,25 @@ class OpenVino(Runtime):
         compiled = core.compile_model(self.ov_model, "CPU", self.config)
         return compiled, time.perf_counter() - t0
 
-    def session(self, cell, x) -> Session:
-        fixed_batch = getattr(self.model, "meta", {}).get("fixed_batch")
-        if fixed_batch and fixed_batch != cell.batch:
-            raise Unsupported(f"the ONNX file fixes the batch at {fixed_batch}")
+    def prepare(self, cell, x) -> Session:
         compiled, compile_s = self._compile(cell)
         ran = _type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
         info = {**self.base_info, "compile_s": compile_s, "inference_precision_ran": ran,
                 "io": "shared input tensor, outputs read from the request" if cell.boundary == "compute"
                 else "numpy in, numpy out"}
-        host = np.ascontiguousarray(x.numpy().astype(self.np_dtype))
+        host = x.numpy()  # the cell's fp32 host array itself (a view)
         req = compiled.create_infer_request()
-        out: list = [None]
 
         if cell.boundary == "end-to-end":  # numpy in, numpy out: the copies are inside the call
-            def call():
-                out[0] = req.infer({0: host})[0]
-            return Session(call=call, fetch=lambda: np.asarray(out[0], dtype=np.float32), info=info)
+            call, fetch = end_to_end(lambda: req.infer({0: host.astype(self.np_dtype, copy=False)})[0])
+            return Session(call=call, fetch=fetch, info=info)
 
         import openvino as ov
 
-        req.set_input_tensor(ov.Tensor(host, shared_memory=True))  # set once; no copy per call
+        shared = np.ascontiguousarray(host.astype(self.np_dtype))
+        req.set_input_tensor(ov.Tensor(shared, shared_memory=True))  # set once; no copy per call
 
-        def call(_keep=host):
+        def call(_keep=shared):
             req.infer(share_outputs=True)
         return Session(call=call, fetch=lambda: np.array(req.get_output_tensor(0).data, dtype=np.float32), info=info)
 

@@ -10,8 +10,8 @@ import ctypes.util
 import importlib.util
 import time
 
-from rtbench.runtimes.base import Runtime, Session, Unsupported, register
-from rtbench.runtimes.common import cache_dir, check_precision, set_tf32, to_numpy, torch_dtype
+from rtbench.runtimes.base import Runtime, Session, register
+from rtbench.runtimes.common import cache_dir, set_tf32, torch_calls, torch_dtype
 from rtbench.runtimes.onnxruntime import OnnxRuntime
 
 NOT_INSTALLED = "TensorRT is not installed (pip install torch-tensorrt / tensorrt)"
@@ -32,8 +32,6 @@ def torch_trt_settings(precision: str, cache: str) -> dict:
     """torch_tensorrt.compile keyword arguments for ``precision`` (strict fp32 means TF32 off)."""
     import torch
 
-    if precision not in TorchTensorRT.precisions:
-        raise Unsupported(f"torch-tensorrt runs fp32, tf32, fp16 and bf16, not {precision}")
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
     return {"ir": "dynamo", "enabled_precisions": {dtype}, "disable_tf32": precision == "fp32",
             "cache_built_engines": True, "reuse_cached_engines": True, "engine_cache_dir": cache,
@@ -67,7 +65,6 @@ class TorchTensorRT(Runtime):
 
     def __init__(self, model, sweep, precision, workdir):
         super().__init__(model, sweep, precision, workdir)
-        check_precision(self.device, precision)
         self.dtype = torch_dtype(precision)
         self.settings = torch_trt_settings(precision, trt_cache(workdir))
         t0 = time.perf_counter()
@@ -76,31 +73,28 @@ class TorchTensorRT(Runtime):
         self.module = copy.deepcopy(model.module).to(device=self.device, dtype=self.dtype)
         self.setup["module_to_device_s"] = time.perf_counter() - t0
 
-    def session(self, cell, x) -> Session:
+    def apply_settings(self) -> dict:
+        """Set torch's TF32 flags per the precision (process-wide) and make the group's stream current."""
+        return {**super().apply_settings(), "torch_tf32": set_tf32(self.precision)}
+
+    def prepare(self, cell, x) -> Session:
         import torch
         import torch_tensorrt
 
-        dev = torch.device(self.device)
-        set_tf32(self.precision)
         spec = [torch_tensorrt.Input(shape=list(x.shape), dtype=self.dtype)]
         t0 = time.perf_counter()
-        trt_module = torch_tensorrt.compile(self.module, inputs=spec, device=dev, **self.settings)
+        trt_module = torch_tensorrt.compile(self.module, inputs=spec, device=torch.device(self.device), **self.settings)
         build_s = time.perf_counter() - t0
-        xd = x.to(device=dev, dtype=self.dtype)
-        host_in = x.pin_memory()
-        out: list = [None]
-        if cell.boundary == "compute":
-            def call():
-                with torch.inference_mode():
-                    out[0] = trt_module(xd)
-        else:
-            def call():
-                with torch.inference_mode():
-                    out[0] = trt_module(host_in.to(device=dev, dtype=self.dtype, non_blocking=True)).cpu()
+
+        def infer(xi):
+            with torch.inference_mode():
+                return trt_module(xi)
+
+        call, fetch = torch_calls(infer, x, cell.boundary, self.device, self.dtype)
         info = {"trt_build_s": build_s, "precision_set": sorted(str(d) for d in self.settings["enabled_precisions"]),
                 "tf32": not self.settings["disable_tf32"], "engine_cache": self.settings["engine_cache_dir"],
                 "torch_tensorrt": torch_tensorrt.__version__}
-        return Session(call=call, fetch=lambda: to_numpy(out[0]), stream=torch.cuda.current_stream(dev), info=info)
+        return Session(call=call, fetch=fetch, stream=self.stream, info=info)
 
 
 @register
@@ -114,6 +108,7 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
     name = "onnxruntime-tensorrt"
     devices = ("cuda",)
     precisions = ("tf32", "fp16")
+    precisions_note = "the TensorRT provider has no switch to forbid TF32: use tf32 (TensorRT's fp32 build) or fp16"
     provider = "TensorrtExecutionProvider"
     default = False
 
@@ -139,18 +134,14 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
         return ok, why
 
     def __init__(self, model, sweep, precision, workdir):
-        if precision not in self.precisions:
-            raise Unsupported("the TensorRT provider has no switch to forbid TF32: use --precision tf32 "
-                              "(TensorRT's fp32 build) or fp16" if precision == "fp32"
-                              else f"onnxruntime-tensorrt runs tf32 and fp16, not {precision}")
         super().__init__(model, sweep, precision, workdir)
         self.trt_cache = trt_cache(workdir)
 
-    def _providers(self, device_index, stream, graph=False):
-        opts = ort_trt_options(self.precision, device_index, self.trt_cache, stream.cuda_stream)
-        return [(self.provider, opts), *super()._providers(device_index, stream, graph)]
+    def _providers(self, graph: bool) -> list:
+        opts = ort_trt_options(self.precision, self.device_index, self.trt_cache, self.stream.cuda_stream)
+        return [(self.provider, opts), *super()._providers(graph)]
 
-    def session(self, cell, x) -> Session:
-        s = super().session(cell, x)
+    def prepare(self, cell, x) -> Session:
+        s = super().prepare(cell, x)
         s.info.update({"trt_fp16_enable": self.precision == "fp16", "trt_engine_cache_path": self.trt_cache})
         return s

@@ -4,8 +4,8 @@ from __future__ import annotations
 import copy
 import time
 
-from rtbench.runtimes.base import Runtime, Session, Unsupported, register
-from rtbench.runtimes.common import check_precision, set_tf32, to_numpy, torch_dtype
+from rtbench.runtimes.base import Runtime, Session, register
+from rtbench.runtimes.common import host_fp32, set_tf32, to_device, torch_calls, torch_dtype
 
 
 @register
@@ -14,13 +14,11 @@ class TorchEager(Runtime):
 
     name = "torch"
     package = "torch"
-    graph = False  # replay one CUDA graph per call instead of launching kernels
 
     def __init__(self, model, sweep, precision, workdir):
         super().__init__(model, sweep, precision, workdir)
         import torch
 
-        check_precision(self.device, precision)
         self.dtype = torch_dtype(precision)
         self.channels_last = (sweep.option("channels_last", "auto") == "on"
                               or (sweep.option("channels_last", "auto") == "auto" and self.device.startswith("cuda")))
@@ -35,61 +33,62 @@ class TorchEager(Runtime):
         """Hook for subclasses (torch.compile)."""
         return module
 
-    def info(self) -> dict:
-        """Apply this group's global settings (TF32, cuDNN autotuner) and say what they are."""
+    def apply_settings(self) -> dict:
+        """Set TF32 per the precision and cuDNN's autotuner (process-wide), make the group's stream current."""
         import torch
 
+        settings = super().apply_settings()
         # the cuDNN autotuner picks conv algorithms per shape on the first call (setup), as ONNX Runtime's
         # EXHAUSTIVE search does; without it some shapes get far slower heuristic choices
         torch.backends.cudnn.benchmark = self.sweep.option("cudnn_benchmark", "on") == "on"
-        return {"threads": torch.get_num_threads(), "channels_last": self.channels_last,
-                "tf32": set_tf32(self.precision), "dtype": str(self.dtype).replace("torch.", ""),
-                "cudnn_benchmark": torch.backends.cudnn.benchmark}
+        return {**settings, "tf32": set_tf32(self.precision), "cudnn_benchmark": torch.backends.cudnn.benchmark}
 
-    def session(self, cell, x) -> Session:
+    def describe(self) -> dict:
+        """What this group runs with, recorded in each cell's info."""
         import torch
 
-        if cell.boundary == "end-to-end" and self.graph:
-            raise Unsupported("CUDA graphs need inputs already on the GPU: use the compute boundary")
-        info = self.info()
-        dev = torch.device(self.device)
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        xd = x.to(device=dev, dtype=self.dtype).contiguous(memory_format=fmt)
-        host_in = x.pin_memory() if dev.type == "cuda" and cell.boundary == "end-to-end" else x
-        out: list = [None]
+        return {"threads": torch.get_num_threads(), "channels_last": self.channels_last,
+                "dtype": str(self.dtype).replace("torch.", "")}
+
+    def prepare(self, cell, x) -> Session:
+        import torch
+
         m = self.module
 
-        if cell.boundary == "compute":
-            def call():
-                with torch.inference_mode():
-                    out[0] = m(xd)
-        else:
-            def call():  # host tensor in, host tensor out: copies inside the timed region
-                with torch.inference_mode():
-                    xi = host_in.to(device=dev, dtype=self.dtype, non_blocking=True).contiguous(memory_format=fmt)
-                    out[0] = m(xi).cpu()
+        def infer(xi):
+            with torch.inference_mode():
+                return m(xi)
 
-        stream = torch.cuda.current_stream(dev) if dev.type == "cuda" else None
-        if self.graph:
-            call = self._capture(call, dev)
-            info["cuda_graph"] = True
-        return Session(call=call, fetch=lambda: to_numpy(out[0]), stream=stream, info=info)
+        info = self.describe()
+        if self.graph:  # compute boundary only (the base class refuses the others)
+            xd = to_device(x, self.device, self.dtype, self.channels_last)
+            call, y = self._capture(lambda: infer(xd))
+            return Session(call=call, fetch=lambda: host_fp32(y), stream=self.stream, info={**info, "cuda_graph": True})
+        call, fetch = torch_calls(infer, x, cell.boundary, self.device, self.dtype, self.channels_last)
+        return Session(call=call, fetch=fetch, stream=self.stream, info=info)
 
     @staticmethod
-    def _capture(call, dev):
-        """Capture ``call`` (whose tensors are static) in one CUDA graph; calls then replay it."""
+    def _capture(run):
+        """Capture ``run`` (whose input is static) in one CUDA graph: returns its replay and static output.
+
+        The output is filled with NaN after capture, so what parity reads after the first call was written
+        by a replay, not by the warm-up runs.
+        """
         import torch
 
-        side = torch.cuda.Stream(dev)
-        side.wait_stream(torch.cuda.current_stream(dev))
+        current = torch.cuda.current_stream()
+        side = torch.cuda.Stream(current.device)
+        side.wait_stream(current)
         with torch.cuda.stream(side):
             for _ in range(3):  # warm-up on a side stream before capture, as CUDA graphs require
-                call()
-        torch.cuda.current_stream(dev).wait_stream(side)
+                run()
+        current.wait_stream(side)
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g):
-            call()
-        return g.replay
+            y = run()
+        with torch.inference_mode():  # y is an inference tensor
+            y.fill_(float("nan"))
+        return g.replay, y
 
 
 @register
@@ -121,11 +120,16 @@ class TorchCompile(TorchEager):
     def wrap(self, module):
         import torch
 
-        mode = self.sweep.option("compile_mode") or "default"
-        self.mode = mode
+        self.mode = self.sweep.option("compile_mode") or "default"
+        return torch.compile(module, mode=self.mode, dynamic=False, fullgraph=True)
+
+    def apply_settings(self) -> dict:
+        """Also set dynamo's process-wide configuration (compilation happens at the first call)."""
+        import torch
+
         torch._dynamo.config.suppress_errors = False  # never fall back to eager silently
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        return torch.compile(module, mode=mode, dynamic=False, fullgraph=True)
+        return super().apply_settings()
 
-    def info(self) -> dict:
-        return {**super().info(), "compile_mode": self.mode}
+    def describe(self) -> dict:
+        return {**super().describe(), "compile_mode": self.mode}
