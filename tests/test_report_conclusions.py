@@ -293,11 +293,12 @@ def test_size_effect_is_not_classified_beyond_what_the_cis_support():
 
 @pytest.mark.slow
 def test_conclusions_of_a_real_cpu_run_never_recommend_a_mismatching_runtime(tmp_path):
-    import rtbench
-    from rtbench.spec import TimingPolicy
+    from dataclasses import replace
 
-    policy = TimingPolicy(warmup_min_calls=2, warmup_min_s=0.0, warmup_max_s=0.2, min_calls=5, min_time_s=0.05,
-                          max_time_s=0.15)
+    import rtbench
+    from policies import FAST
+
+    policy = replace(FAST, rounds=3, max_rounds=3)
     rts = ["torch", "onnxruntime"]
     run = rtbench.run(model="entry_models:tiny_cnn", runtimes=rts, sizes=[32, 48], batches=[1, 2], device="cpu",
                       out=tmp_path, policy=policy, report=False)
