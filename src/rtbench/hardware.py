@@ -2,24 +2,34 @@
 from __future__ import annotations
 
 import platform
+import re
 
 from rtbench.spec import TimingPolicy
 
-# Dense peak TFLOP/s by precision, from the vendors' datasheets (no sparsity; fp16/bf16 with fp32
-# accumulate, as PyTorch and ONNX Runtime use). Matched against the CUDA device name, first match wins.
-DATASHEET_TFLOPS: list[tuple[str, dict[str, float]]] = [
-    ("T4", {"fp32": 8.1, "fp16": 65.0}),
-    ("V100", {"fp32": 15.7, "fp16": 125.0}),
-    ("A100", {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0}),
-    ("A10", {"fp32": 31.2, "tf32": 62.5, "fp16": 125.0, "bf16": 125.0}),
-    ("L40S", {"fp32": 91.6, "tf32": 183.0, "fp16": 362.0, "bf16": 362.0}),
-    ("L4", {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0, "bf16": 121.0}),
-    ("H100 PCIe", {"fp32": 51.2, "tf32": 378.0, "fp16": 756.0, "bf16": 756.0}),
-    ("H100", {"fp32": 67.0, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4}),
-    ("H200", {"fp32": 67.0, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4}),
-    ("RTX 3090", {"fp32": 35.6, "tf32": 35.6, "fp16": 71.0, "bf16": 71.0}),
-    ("RTX 4090", {"fp32": 82.6, "tf32": 82.6, "fp16": 165.2, "bf16": 165.2}),
+# Dense peak TFLOP/s by precision, per product and form factor, from the vendors' datasheets (no sparsity;
+# fp16/bf16 with fp32 accumulate, as PyTorch and ONNX Runtime use). A CUDA device name must match a pattern
+# whole: "NVIDIA L40" only contains "L4", and a PCIe or NVL card is not its SXM sibling. A name no pattern
+# matches (a MIG slice, a variant left out because its figures are not known here) has no datasheet figure.
+DATASHEET_TFLOPS: list[tuple[str, str, dict[str, float]]] = [
+    ("T4", r"(Tesla|NVIDIA) T4", {"fp32": 8.1, "fp16": 65.0}),
+    ("V100 SXM2", r"Tesla V100-SXM2-(16|32)GB", {"fp32": 15.7, "fp16": 125.0}),
+    ("V100 PCIe", r"Tesla V100-PCIE-(16|32)GB", {"fp32": 14.0, "fp16": 112.0}),
+    ("V100S PCIe", r"Tesla V100S-PCIE-32GB", {"fp32": 16.4, "fp16": 130.0}),
+    ("A100", r"NVIDIA A100(-SXM4-(40|80)GB|-PCIE-40GB| 80GB PCIe)",
+     {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0}),
+    ("A10", r"NVIDIA A10", {"fp32": 31.2, "tf32": 62.5, "fp16": 125.0, "bf16": 125.0}),
+    ("L4", r"NVIDIA L4", {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0, "bf16": 121.0}),
+    ("L40", r"NVIDIA L40", {"fp32": 90.5, "tf32": 90.5, "fp16": 181.05, "bf16": 181.05}),
+    ("L40S", r"NVIDIA L40S", {"fp32": 91.6, "tf32": 183.0, "fp16": 362.0, "bf16": 362.0}),
+    ("H100 SXM", r"NVIDIA H100 80GB HBM3", {"fp32": 67.0, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4}),
+    ("H100 PCIe", r"NVIDIA H100 PCIe", {"fp32": 51.0, "tf32": 378.0, "fp16": 756.5, "bf16": 756.5}),
+    ("H100 NVL", r"NVIDIA H100 NVL", {"fp32": 60.0, "tf32": 417.5, "fp16": 835.5, "bf16": 835.5}),
+    ("H200 SXM", r"NVIDIA H200", {"fp32": 67.0, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4}),
+    ("H200 NVL", r"NVIDIA H200 NVL", {"fp32": 60.0, "tf32": 417.5, "fp16": 835.5, "bf16": 835.5}),
+    ("RTX 3090", r"(NVIDIA )?GeForce RTX 3090", {"fp32": 35.6, "tf32": 35.6, "fp16": 71.0, "bf16": 71.0}),
+    ("RTX 4090", r"(NVIDIA )?GeForce RTX 4090", {"fp32": 82.6, "tf32": 82.6, "fp16": 165.2, "bf16": 165.2}),
 ]
+NOT_IN_TABLE = "not in the datasheet table"
 
 CEILING_POLICY = TimingPolicy(warmup_min_calls=2, warmup_min_s=0.05, warmup_max_s=1.0, min_calls=5,
                               min_time_s=0.2, max_time_s=1.5, ci_target=0.02)
@@ -44,12 +54,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def datasheet_entry(name: str) -> tuple[str, dict[str, float]] | None:
+    """(product, dense peak FLOP/s per precision) for a device name, or None when no pattern matches it whole."""
+    for product, pattern, tflops in DATASHEET_TFLOPS:
+        if re.fullmatch(pattern, name.strip()):
+            return product, {p: v * 1e12 for p, v in tflops.items()}
+    return None
+
+
 def datasheet_peak(name: str) -> dict[str, float] | None:
     """Dense peak FLOP/s per precision for a GPU name, or None when the table does not know it."""
-    for key, tflops in DATASHEET_TFLOPS:
-        if key in name:
-            return {p: v * 1e12 for p, v in tflops.items()}
-    return None
+    entry = datasheet_entry(name)
+    return entry[1] if entry else None
+
+
+def datasheet_product(name: str) -> str:
+    """The table's product for a device name (e.g. "H100 NVL"), else "not in the datasheet table"."""
+    entry = datasheet_entry(name)
+    return entry[0] if entry else NOT_IN_TABLE
 
 
 def best(samples_ms) -> float:
@@ -136,9 +158,11 @@ def _ceilings_in_child(device: str, precisions) -> dict:
 
 
 def peaks(device: str, precisions=("fp32",), measure: bool = True) -> dict:
-    """Everything utilisation needs: device name, datasheet peaks (GPU) and measured ceilings."""
+    """Everything utilisation needs: device name, datasheet peaks (None for a device not in the table, with
+    ``datasheet_product`` saying so) and measured ceilings."""
     name = device_name(device)
-    res = {"device": device, "name": name, "datasheet": datasheet_peak(name) if device.startswith("cuda") else None}
+    res = {"device": device, "name": name, "datasheet": datasheet_peak(name),
+           "datasheet_product": datasheet_product(name)}
     if measure:
         cuda = device.startswith("cuda")
         res["measured"] = measure_ceilings(device, precisions) if cuda else _ceilings_in_child(device, precisions)
