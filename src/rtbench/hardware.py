@@ -1,8 +1,10 @@
 """Device facts: the datasheet peak table and the ceilings ``rtbench peak`` measures on the device."""
 from __future__ import annotations
 
+import math
 import platform
 import re
+from typing import Callable
 
 from rtbench.spec import TimingPolicy
 
@@ -33,6 +35,12 @@ NOT_IN_TABLE = "not in the datasheet table"
 
 CEILING_POLICY = TimingPolicy(warmup_min_calls=2, warmup_min_s=0.05, warmup_max_s=1.0, min_calls=5,
                               min_time_s=0.2, max_time_s=1.5, ci_target=0.02)
+# The matmul ceiling's matrix is sized by time, so a ceiling costs seconds on any device: from 700 TFLOP/s
+# (n reaches the cap) down to bf16 emulated on a CPU without bf16 units (0.3 GFLOP/s: n stays near 128).
+MATMUL_N_MIN = 64
+MATMUL_N_MAX = {"cuda": 8192, "cpu": 4096}
+MATMUL_CALL_TARGET_S = 0.1  # one call at the chosen n takes about this long at most
+MATMUL_SIZING_BUDGET_S = 1.0  # growing n stops after this long, whatever the calls take
 
 
 def device_name(device: str) -> str:
@@ -82,8 +90,38 @@ def best(samples_ms) -> float:
     return float(np.percentile(samples_ms, 5))
 
 
+def matmul_size(make_call: Callable[[int], Callable[[], object]], clock, n_max: int,
+                target_s: float = MATMUL_CALL_TARGET_S, budget_s: float = MATMUL_SIZING_BUDGET_S,
+                tries: int = 3):
+    """Size a square matmul by time: double n from MATMUL_N_MIN while the next size's call should still take
+    under ``target_s``, up to ``n_max``, for at most about ``budget_s`` of sizing.
+
+    The next call is predicted from the last doubling: up to 8x (the work grows as n^3) but less while a fixed
+    cost per call dominates (thread wake-ups, a launch). A size's time is the best of up to ``tries`` calls,
+    since one call can be slowed by other work on the machine. ``make_call(n)`` allocates the operands and
+    returns the call; ``clock`` is a timing clock. Returns ``(n, call)`` for the chosen size.
+    """
+    t0 = clock.now()
+    n, prev = MATMUL_N_MIN, None
+    while True:
+        call = make_call(n)
+        if 2 * n > n_max:
+            return n, call
+        call()  # the first call at a size pays allocation and the library's kernel choice
+        best_s = math.inf
+        for _ in range(tries):
+            best_s = min(best_s, clock.time(call)[0] / 1e3)
+            growth = 1.0 if prev is None else min(8.0, max(1.0, best_s / prev))
+            if best_s * growth <= target_s:
+                break
+        if best_s * growth > target_s or clock.now() - t0 > budget_s:
+            return n, call
+        n, prev = 2 * n, best_s
+
+
 def measure_ceilings(device: str, precisions=("fp32",), onnxruntime: bool = True) -> dict:
-    """Measured matmul FLOP/s per precision and copy bandwidth (bytes read + written per second)."""
+    """Measured matmul FLOP/s per precision (``matmul_<p>_n``: the matrix size used) and copy bandwidth
+    (bytes read + written per second)."""
     import torch
 
     from rtbench.runtimes.common import set_tf32, sync, torch_dtype
@@ -91,19 +129,26 @@ def measure_ceilings(device: str, precisions=("fp32",), onnxruntime: bool = True
 
     cuda = device.startswith("cuda")
     clock = CudaEventClock(torch.cuda.current_stream(device)) if cuda else HostClock()
-    n = 8192 if cuda else 2048
-    out: dict = {"threads": torch.get_num_threads(), "matrix_n": n}
-    a = b = None
+    out: dict = {"threads": torch.get_num_threads()}
+    call = None
     for p in precisions:
         if p == "tf32" and not cuda:
             continue
         set_tf32(p)
-        a = torch.randn(n, n, device=device).to(torch_dtype(p))
-        b = torch.randn(n, n, device=device).to(torch_dtype(p))
-        t = measure(lambda: torch.mm(a, b), CEILING_POLICY, clock)
+
+        def make_call(n: int, dtype=torch_dtype(p)):
+            a = torch.randn(n, n, device=device).to(dtype)
+            b = torch.randn(n, n, device=device).to(dtype)
+            return lambda: torch.mm(a, b)
+
+        call = None  # the previous precision's operands are freed before this one's are made
+        n, call = matmul_size(make_call, clock, MATMUL_N_MAX["cuda" if cuda else "cpu"])
+        t = measure(call, CEILING_POLICY, clock)
+        out[f"matmul_{p}_n"] = n
         out[f"matmul_{p}_flops"] = out[f"matmul_{p}_torch_flops"] = 2 * n ** 3 / (best(t.samples_ms) / 1e3)
     set_tf32("fp32")
-    if not cuda and onnxruntime and "fp32" in precisions and (ort := _onnxruntime_matmul_flops(n, out["threads"])):
+    n = out.get("matmul_fp32_n")
+    if not cuda and onnxruntime and n and (ort := _onnxruntime_matmul_flops(n, out["threads"])):
         # torch's CPU BLAS can be far from what the cores do (ONNX Runtime's MLAS reached 2x more on one
         # machine): the ceiling is the best of the two, each kept for the record
         out["matmul_fp32_onnxruntime_flops"] = ort
@@ -113,7 +158,7 @@ def measure_ceilings(device: str, precisions=("fp32",), onnxruntime: bool = True
     t = measure(lambda: dst.copy_(src), CEILING_POLICY, clock)
     out["copy_bytes_per_s"] = 2 * src.numel() / (best(t.samples_ms) / 1e3)
     sync(device)
-    del a, b, src, dst
+    del call, src, dst
     if cuda:
         torch.cuda.empty_cache()  # the run's parent keeps no GPU memory while its workers measure
     return out
