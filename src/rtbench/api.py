@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
@@ -11,6 +12,7 @@ from rtbench.results import Run
 from rtbench.spec import PRECISIONS, SEED_BATCHES, SEED_SIZES, Cell, Sweep, TimingPolicy, parse_list
 
 DEFAULT_OUT = "rtbench-results"
+MEASURED = ("ok", "mismatch")  # statuses of a cell that was timed
 
 
 def resolve_device(device: str) -> str:
@@ -55,8 +57,23 @@ def make_sweep(model: str = "resnet18", runtimes: str | Iterable[str] | None = N
     sweep = Sweep(model=model, runtimes=rts, precisions=precisions, sizes=parse_list(sizes, "sizes", int),
                   batches=parse_list(batches, "batches", int), device=dev, boundary=boundary, weights=weights,
                   policy=policy or default_policy(dev), options=tuple(sorted((options or {}).items())))
-    resolve(sweep.model, sweep.weights)  # an unknown model fails here, before anything is written
+    _check_model(resolve(sweep.model, sweep.weights))  # a bad model fails here, before anything is written
     return sweep
+
+
+def _check_model(model) -> None:
+    """An entry point is called once here: one that fails or returns no nn.Module is bad input, not a sweep of
+    failed cells (torchvision and timm names are checked by name; ONNX files when they are read)."""
+    if model.source != "entry":
+        return
+    try:
+        model.module
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the user's function raises, the fix is the same
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"--model {model.name}: calling it failed ({type(e).__name__}: {first}): name a function "
+                        "that takes no arguments and returns a torch.nn.Module") from None
 
 
 def default_policy(device: str) -> TimingPolicy:
@@ -76,7 +93,9 @@ def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZ
     """Measure a sweep (or finish run ``resume``) into ``<out>/rtbench.sqlite`` and write its report.
 
     Each runtime group runs in a worker process; a cell that crashes its worker is stored as ``failed``,
-    one that takes longer than ``cell_timeout`` seconds as ``timeout``, and the sweep goes on.
+    one that takes longer than ``cell_timeout`` seconds as ``timeout``, and the sweep goes on. A run in which
+    no cell could be measured is returned too, not raised: it is stored and reported like any other, its
+    cells' statuses and reasons are the answer, and ``not_measured(run)`` says it in one line.
     """
     t_start = time.perf_counter()
     phases: dict[str, float] = {}  # wall-clock seconds of the run's own work, stored with the run
@@ -162,3 +181,13 @@ def _check_writable(out: Path) -> None:
 
 def load(run_id: str, out: str | Path = DEFAULT_OUT) -> Run:
     return Run.load(run_id, out)
+
+
+def not_measured(run: Run) -> str | None:
+    """None when at least one cell of the run was measured, else one line with the most common reason."""
+    if any(c["status"] in MEASURED for c in run.cells):
+        return None
+    if not run.cells:
+        return "no cell was measured: the run has no cells"
+    (status, reason), n = Counter((c["status"], c["reason"]) for c in run.cells).most_common(1)[0]
+    return f"no cell was measured: {n} of {len(run.cells)} cells {status}: {reason or 'no reason recorded'}"

@@ -1,4 +1,8 @@
-"""The command line: arguments -> Sweep -> engine -> store -> report. Bad input: one line, exit code 2."""
+"""The command line: arguments -> Sweep -> engine -> store -> report.
+
+Exit codes: 0 done; 2 bad input (one line naming the fix); 3 a run in which no cell could be measured (one
+line with the most common reason); 130 interrupted.
+"""
 from __future__ import annotations
 
 import json
@@ -17,6 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console()
 err = Console(stderr=True)
 OUT_HELP = "Output folder: holds rtbench.sqlite and one report folder per run."
+EXIT_NOT_MEASURED = 3  # the run finished, but not one cell could be measured
 
 
 @app.command()
@@ -83,6 +88,9 @@ def run(
                       f"checks {tb['checks']:.1f} s, the rest {tb['fixed']:.1f} s",
                       highlight=False)
     console.print(f"report: {r.report_dir / 'report.md'}")
+    if why := api.not_measured(r):
+        err.print(f"rtbench: {why}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_NOT_MEASURED)
 
 
 def print_warnings(r) -> None:
