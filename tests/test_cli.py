@@ -1,12 +1,47 @@
-"""The CLI parses and prints, the API decides: its exit codes."""
+"""The CLI parses and prints, the API decides: its defaults and its exit codes."""
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import types
 
 import pytest
 
 from rtbench import api
+
+
+def test_the_cli_takes_every_default_from_the_api():
+    """Changing a default in the API changes it in every command that shows it."""
+    code = "\n".join([
+        "import json, typer.main, rtbench.api as api, rtbench.spec as spec",
+        "api.DEFAULT_OUT, api.DEFAULT_MODEL, api.DEFAULT_DEVICE = 'elsewhere', 'timm:x', 'cuda:1'",
+        "api.DEFAULT_PRECISION, api.DEFAULT_BOUNDARY, api.DEFAULT_WEIGHTS = 'bf16', 'end-to-end', 'pretrained'",
+        "spec.SEED_SIZES, spec.SEED_BATCHES, spec.DEFAULT_CELL_TIMEOUT_S = (64, 96), (2,), 42.0",
+        "import rtbench.cli as cli",
+        "cmds = typer.main.get_command(cli.app).commands",
+        "print(json.dumps({n: {p.name: p.default for p in c.params} for n, c in cmds.items()}))",
+    ])
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert {k: d["run"][k] for k in ("model", "sizes", "batches", "precision", "device", "boundary", "weights",
+                                     "out", "cell_timeout")} == {
+        "model": "timm:x", "sizes": "64,96", "batches": "2", "precision": "bf16", "device": "cuda:1",
+        "boundary": "end-to-end", "weights": "pretrained", "out": "elsewhere", "cell_timeout": 42.0}
+    assert d["report"]["out"] == d["compare"]["out"] == d["list"]["out"] == "elsewhere"
+    assert d["list"]["device"] == d["env"]["device"] == d["peak"]["device"] == "cuda:1"
+    assert d["peak"]["precision"] == "bf16"
+
+
+def test_policy_options_are_decided_by_the_api():
+    base = api.default_policy("cpu")
+    assert api.policy_with("cpu") is None  # nothing given: the run takes the device's default policy
+    capped = api.policy_with("cpu", max_time_s=0.1)
+    assert (capped.max_time_s, capped.min_time_s, capped.ci_target) == (0.1, 0.1, base.ci_target)
+    loose = api.policy_with("cpu", ci_target=0.05)
+    assert (loose.max_time_s, loose.min_time_s, loose.ci_target) == (base.max_time_s, base.min_time_s, 0.05)
 
 
 def cells(*statuses_reasons):

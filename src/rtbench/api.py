@@ -1,6 +1,7 @@
 """The Python API: ``rtbench.run(...)`` returns a Run; ``rtbench.load(run_id, out)`` reads one back."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -9,9 +10,16 @@ from typing import Callable, Iterable
 
 from rtbench.errors import UserError
 from rtbench.results import Run
-from rtbench.spec import PRECISIONS, SEED_BATCHES, SEED_SIZES, Cell, Sweep, TimingPolicy, parse_list
+from rtbench.spec import (DEFAULT_CELL_TIMEOUT_S, PRECISIONS, SEED_BATCHES, SEED_SIZES, Cell, Sweep, TimingPolicy,
+                          parse_list)
 
+# The defaults of a run, here only (the CLI shows and uses these): the seed study's grid on the best device
 DEFAULT_OUT = "rtbench-results"
+DEFAULT_MODEL = "resnet18"
+DEFAULT_PRECISION = "fp32"
+DEFAULT_DEVICE = "auto"
+DEFAULT_BOUNDARY = "compute"
+DEFAULT_WEIGHTS = "random"
 MEASURED = ("ok", "mismatch")  # statuses of a cell that was timed
 
 
@@ -19,7 +27,7 @@ def resolve_device(device: str) -> str:
     """'auto' takes the GPU when there is one; 'cuda:N' must exist."""
     import torch
 
-    device = (device or "auto").strip().lower()
+    device = (device or DEFAULT_DEVICE).strip().lower()
     if device == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
@@ -35,19 +43,26 @@ def resolve_device(device: str) -> str:
     raise UserError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
 
 
-def make_sweep(model: str = "resnet18", runtimes: str | Iterable[str] | None = None,
-               precision: str | Iterable[str] = "fp32", sizes: str | Iterable[int] = SEED_SIZES,
-               batches: str | Iterable[int] = SEED_BATCHES, device: str = "auto", boundary: str = "compute",
-               weights: str = "random", policy: TimingPolicy | None = None, options: dict | None = None) -> Sweep:
+def parse_precisions(precision: str | Iterable[str]) -> tuple[str, ...]:
+    """'fp32,fp16' (or an iterable) -> ('fp32', 'fp16'); an unknown precision raises UserError."""
+    precisions = parse_list(precision, "precision")
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise UserError(f"unknown precision {p!r}: use one of {', '.join(PRECISIONS)}")
+    return precisions
+
+
+def make_sweep(model: str = DEFAULT_MODEL, runtimes: str | Iterable[str] | None = None,
+               precision: str | Iterable[str] = DEFAULT_PRECISION, sizes: str | Iterable[int] = SEED_SIZES,
+               batches: str | Iterable[int] = SEED_BATCHES, device: str = DEFAULT_DEVICE,
+               boundary: str = DEFAULT_BOUNDARY, weights: str = DEFAULT_WEIGHTS, policy: TimingPolicy | None = None,
+               options: dict | None = None) -> Sweep:
     """Validate every argument (errors name the fix) and build the Sweep."""
     from rtbench.models import resolve
     from rtbench.runtimes import base
 
     dev = resolve_device(device)
-    precisions = parse_list(precision, "precision")
-    for p in precisions:
-        if p not in PRECISIONS:
-            raise UserError(f"unknown precision {p!r}: use one of {', '.join(PRECISIONS)}")
+    precisions = parse_precisions(precision)
     if runtimes is None or runtimes == "" or runtimes == "all":
         rts = base.default_runtimes(dev)
     else:
@@ -76,6 +91,18 @@ def _check_model(model) -> None:
                         "that takes no arguments and returns a torch.nn.Module") from None
 
 
+def policy_with(device: str, max_time_s: float | None = None, ci_target: float | None = None) -> TimingPolicy | None:
+    """The device's default policy with the options given (None when none is): a time cap under the default
+    minimum time lowers that minimum too."""
+    given = {k: v for k, v in (("max_time_s", max_time_s), ("ci_target", ci_target)) if v is not None}
+    if not given:
+        return None
+    base = default_policy(resolve_device(device))
+    if max_time_s is not None:
+        given["min_time_s"] = max(0.0, min(base.min_time_s, max_time_s))
+    return dataclasses.replace(base, **given)
+
+
 def default_policy(device: str) -> TimingPolicy:
     """CPU cells are slow and noisy: shorter caps keep the default sweep within minutes."""
     if device.startswith("cuda"):
@@ -85,11 +112,12 @@ def default_policy(device: str) -> TimingPolicy:
                         max_time_s=3.0, ci_target=0.01)
 
 
-def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZES, batches=SEED_BATCHES,
-        device: str = "auto", boundary: str = "compute", weights: str = "random", out: str | Path = DEFAULT_OUT,
+def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, sizes=SEED_SIZES,
+        batches=SEED_BATCHES, device: str = DEFAULT_DEVICE, boundary: str = DEFAULT_BOUNDARY,
+        weights: str = DEFAULT_WEIGHTS, out: str | Path = DEFAULT_OUT,
         resume: str | None = None, policy: TimingPolicy | None = None, options: dict | None = None,
         report: bool = True, on_start: Callable[[str, Sweep], None] | None = None,
-        progress: Callable[[Cell, str], None] | None = None, cell_timeout: float = 600.0) -> Run:
+        progress: Callable[[Cell, str], None] | None = None, cell_timeout: float = DEFAULT_CELL_TIMEOUT_S) -> Run:
     """Measure a sweep (or finish run ``resume``) into ``<out>/rtbench.sqlite`` and write its report.
 
     Each runtime group runs in a worker process; a cell that crashes its worker is stored as ``failed``,

@@ -1,4 +1,4 @@
-"""The command line: arguments -> Sweep -> engine -> store -> report.
+"""The command line: arguments -> Sweep -> engine -> store -> report. It parses and prints; the API decides.
 
 Exit codes: 0 done; 2 bad input (one line naming the fix); 3 a run in which no cell could be measured (one
 line with the most common reason); 130 interrupted.
@@ -14,7 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from rtbench import api
 from rtbench.errors import UserError
+from rtbench.spec import DEFAULT_CELL_TIMEOUT_S, SEED_BATCHES, SEED_SIZES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark vision-model inference across runtimes, precisions, input sizes and batch sizes.")
@@ -24,39 +26,38 @@ OUT_HELP = "Output folder: holds rtbench.sqlite and one report folder per run."
 EXIT_NOT_MEASURED = 3  # the run finished, but not one cell could be measured
 
 
+def _csv(values) -> str:
+    return ",".join(map(str, values))
+
+
 @app.command()
 def run(
     ctx: typer.Context,
-    model: str = typer.Option("resnet18", help="resnet18 / torchvision:NAME, timm:NAME, path/to/model.onnx, or "
-                              "package.module:function returning an nn.Module (random weights)."),
+    model: str = typer.Option(api.DEFAULT_MODEL, help="resnet18 / torchvision:NAME, timm:NAME, path/to/model.onnx, "
+                              "or package.module:function returning an nn.Module (random weights)."),
     runtimes: str = typer.Option("", help="Comma-separated runtimes; default: every available one."),
-    sizes: str = typer.Option("224,256,384,512", help="Input sizes in pixels (square)."),
-    batches: str = typer.Option("1,4,8,16", help="Batch sizes."),
-    precision: str = typer.Option("fp32", help="fp32 (strict), tf32, fp16, bf16; comma-separated to sweep several."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    boundary: str = typer.Option("compute", help="compute (inputs on device) or end-to-end (host copies included)."),
-    weights: str = typer.Option("random", help="random, or pretrained (needs the internet)."),
-    out: str = typer.Option("rtbench-results", help=OUT_HELP),
+    sizes: str = typer.Option(_csv(SEED_SIZES), help="Input sizes in pixels (square)."),
+    batches: str = typer.Option(_csv(SEED_BATCHES), help="Batch sizes."),
+    precision: str = typer.Option(api.DEFAULT_PRECISION, help="fp32 (strict), tf32, fp16, bf16; comma-separated to "
+                                  "sweep several."),
+    device: str = typer.Option(api.DEFAULT_DEVICE, help="auto, cpu, cuda or cuda:N."),
+    boundary: str = typer.Option(api.DEFAULT_BOUNDARY, help="compute (inputs on device) or end-to-end (host copies "
+                                 "included)."),
+    weights: str = typer.Option(api.DEFAULT_WEIGHTS, help="random, or pretrained (needs the internet)."),
+    out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP),
     resume: Optional[str] = typer.Option(None, help="Finish run RUN_ID: cells already measured are skipped."),
     max_time: Optional[float] = typer.Option(None, help="Time cap per cell in seconds (timed loop)."),
     ci_target: Optional[float] = typer.Option(None, help="Stop when the 95% CI half-width is under this fraction."),
     compile_mode: Optional[str] = typer.Option(None, help="torch.compile mode for the torch-compile runtime."),
     cudnn_search: Optional[str] = typer.Option(None, help="ONNX Runtime cuDNN conv search: EXHAUSTIVE, HEURISTIC, DEFAULT."),
-    cell_timeout: float = typer.Option(600.0, help="Seconds one cell may take before its worker is killed (status timeout)."),
+    cell_timeout: float = typer.Option(DEFAULT_CELL_TIMEOUT_S, help="Seconds one cell may take before its worker is "
+                                       "killed (status timeout)."),
 ):
     """Measure a sweep and write its report."""
-    import dataclasses
-
-    from rtbench import api
-
     if resume:
         _resume_takes_no_grid(ctx)
     options = {k: v for k, v in (("compile_mode", compile_mode), ("cudnn_conv_algo_search", cudnn_search)) if v}
-    policy = None
-    if max_time is not None or ci_target is not None:
-        base = api.default_policy(api.resolve_device(device))
-        policy = dataclasses.replace(base, **{k: v for k, v in (("max_time_s", max_time), ("ci_target", ci_target))
-                                              if v is not None}, min_time_s=max(0.0, min(base.min_time_s, max_time or 1e9)))
+    policy = api.policy_with(device, max_time_s=max_time, ci_target=ci_target)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("left"), TimeRemainingColumn(), console=err, transient=False)
     state = {}
@@ -130,7 +131,7 @@ def print_table(r) -> None:
                      no_wrap=col in ("runtime", "precision", "size", "batch"))
     for _, row in df.iterrows():
         d = row.to_dict()
-        ok = d["status"] in ("ok", "mismatch")
+        ok = d["status"] in api.MEASURED
         t.add_row(d["runtime"], d["precision"], str(d["size"]), str(d["batch"]), _ms(d),
                   fmt(d.get("fps"), 1) if ok else "–", _speedup(d), fmt(d.get("ms_per_image")) if ok else "–", _load(d))
     console.print(t)
@@ -138,7 +139,7 @@ def print_table(r) -> None:
 
 @app.command()
 def report(run_id: str = typer.Argument(..., help="The run to render."),
-           out: str = typer.Option("rtbench-results", help=OUT_HELP),
+           out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP),
            lang: str = typer.Option("en", help="Report language: en or ru."),
            format: str = typer.Option("md,html", "--format", help="Comma-separated: md, html, csv, json.")):
     """Re-render a run's report from the store alone (into <out>/<run-id>/)."""
@@ -154,20 +155,20 @@ def report(run_id: str = typer.Argument(..., help="The run to render."),
 
 
 @app.command()
-def compare(run_a: str, run_b: str, out: str = typer.Option("rtbench-results", help=OUT_HELP)):
+def compare(run_a: str, run_b: str, out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP)):
     """Compare two runs cell by cell: B's speedup over A (ratio of trimmed means, bootstrap 95% CI)."""
     from rtbench import stats
     from rtbench.results import Run
 
     a, b = Run.load(run_a, out), Run.load(run_b, out)
     key = ("runtime", "precision", "size", "batch", "boundary")
-    ca = {tuple(c[k] for k in key): c for c in a.cells if c["status"] in ("ok", "mismatch")}
+    ca = {tuple(c[k] for k in key): c for c in a.cells if c["status"] in api.MEASURED}
     t = Table(title=f"{run_b} vs {run_a}: speedup > 1 means B is faster")
     for col in (*key, "A ms", "B ms", "speedup (95% CI)"):
         t.add_column(col)
     for c in b.cells:
         k = tuple(c[x] for x in key)
-        if k in ca and c["status"] in ("ok", "mismatch"):
+        if k in ca and c["status"] in api.MEASURED:
             s = stats.speedup(ca[k]["samples_ms"], c["samples_ms"])
             t.add_row(*map(str, k), f"{ca[k]['stats']['trimmed_mean_ms']:.3f}", f"{c['stats']['trimmed_mean_ms']:.3f}",
                       f"{s['speedup']:.3f} ({s['speedup_low']:.3f}–{s['speedup_high']:.3f})")
@@ -176,14 +177,13 @@ def compare(run_a: str, run_b: str, out: str = typer.Option("rtbench-results", h
 
 @app.command("list")
 def list_(what: str = typer.Argument("runtimes", help="runtimes, runs or models"),
-          out: str = typer.Option("rtbench-results", help=OUT_HELP),
-          device: str = typer.Option("auto", help="Device to check runtimes against.")):
+          out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP),
+          device: str = typer.Option(api.DEFAULT_DEVICE, help="Device to check runtimes against.")):
     """List runtimes (and whether they run here), runs in a store, or models."""
     if what == "runtimes":
-        from rtbench.api import resolve_device
         from rtbench.runtimes.base import load_all
 
-        dev = resolve_device(device)
+        dev = api.resolve_device(device)
         t = Table(title=f"runtimes on {dev}")
         for col in ("runtime", "version", "devices", "precisions", "available", "default", "why not"):
             t.add_column(col)
@@ -210,23 +210,20 @@ def list_(what: str = typer.Argument("runtimes", help="runtimes, runs or models"
 
 
 @app.command()
-def env(device: str = typer.Option("auto", help="Device to describe.")):
+def env(device: str = typer.Option(api.DEFAULT_DEVICE, help="Device to describe.")):
     """Print the environment fingerprint stored with every run."""
-    from rtbench.api import resolve_device
     from rtbench.env import fingerprint
 
-    console.print_json(json.dumps(fingerprint(resolve_device(device)), default=str))
+    console.print_json(json.dumps(fingerprint(api.resolve_device(device)), default=str))
 
 
 @app.command()
-def peak(device: str = typer.Option("auto", help="Device to measure."),
-         precision: str = typer.Option("fp32", help="Precisions to measure the matmul ceiling for.")):
+def peak(device: str = typer.Option(api.DEFAULT_DEVICE, help="Device to measure."),
+         precision: str = typer.Option(api.DEFAULT_PRECISION, help="Precisions to measure the matmul ceiling for.")):
     """Measure the device's matmul ceiling per precision and its copy bandwidth."""
-    from rtbench.api import resolve_device
     from rtbench.hardware import peaks
-    from rtbench.spec import parse_list
 
-    console.print_json(json.dumps(peaks(resolve_device(device), parse_list(precision, "precision")), default=str))
+    console.print_json(json.dumps(peaks(api.resolve_device(device), api.parse_precisions(precision)), default=str))
 
 
 def main() -> None:
