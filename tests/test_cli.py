@@ -1,15 +1,22 @@
-"""The CLI parses and prints, the API decides: its defaults and its exit codes."""
+"""The CLI parses and prints, the API decides: its defaults, its exit codes, `rtbench compare` and `rtbench peak`."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
 from rtbench import api
+
+TESTS = Path(__file__).resolve().parent
+ENTRY_ENV = {"PYTHONPATH": os.pathsep.join([str(TESTS.parent / "src"), str(TESTS)]), "COLUMNS": "200"}
+TINY = ("--model", "entry_models:tiny_cnn", "--runtimes", "torch", "--sizes", "32", "--device", "cpu",
+        "--max-time", "0.2")
 
 
 def test_the_cli_takes_every_default_from_the_api():
@@ -66,3 +73,41 @@ def test_a_run_where_no_cell_was_measured_exits_3_with_the_reason(cli, tmp_path)
     run_id = re.search(r"run id (\S+)", r.stderr).group(1)
     assert (tmp_path / "out" / run_id / "report.md").exists()  # stored and reported like any run
     assert api.not_measured(api.load(run_id, tmp_path / "out")).startswith("no cell was measured: 2 of 2")
+
+
+@pytest.mark.slow
+def test_compare_two_runs(cli, tmp_path):
+    ids = []
+    for batches in ("1,2", "2,4"):
+        r = cli("run", *TINY, "--batches", batches, "--out", "out", env=ENTRY_ENV)
+        assert r.returncode == 0, r.stderr[-2000:]
+        ids.append(re.search(r"run id (\S+)", r.stderr).group(1))
+    r = cli("compare", *ids, "--out", "out", env=ENTRY_ENV)
+    assert r.returncode == 0, r.stderr
+    assert f"{ids[1]} vs {ids[0]}" in r.stdout
+    rows = [[p.strip() for p in ln.split("│")[1:-1]] for ln in r.stdout.splitlines() if ln.count("│") > 3]
+    assert [row[:5] for row in rows] == [["torch", "fp32", "32", "2", "compute"]]  # the only cell both measured
+    a_ms, b_ms = (api.load(i, tmp_path / "out") for i in ids)
+    tm = [next(c["stats"]["trimmed_mean_ms"] for c in run.cells if c["batch"] == 2) for run in (a_ms, b_ms)]
+    assert rows[0][5:7] == [f"{tm[0]:.3f}", f"{tm[1]:.3f}"]
+    speedup, low, high = map(float, re.fullmatch(r"([\d.]+) \(([\d.]+)–([\d.]+)\)", rows[0][7]).groups())
+    assert speedup == pytest.approx(tm[0] / tm[1], abs=1e-3)  # B's speedup over A: ratio of trimmed means
+    assert low <= speedup <= high
+    r = cli("compare", ids[0], "nope", "--out", "out", env=ENTRY_ENV)
+    assert r.returncode == 2 and r.stderr.startswith("rtbench: error: unknown run id 'nope'"), r.stderr
+
+
+@pytest.mark.slow
+def test_peak_measures_each_precision_with_the_matrix_size_it_used(cli):
+    r = cli("peak", "--device", "cpu", "--precision", "fp32,bf16")
+    assert r.returncode == 0, r.stderr
+    p = json.loads(r.stdout)
+    assert p["device"] == "cpu" and p["datasheet"] is None and p["datasheet_product"] == "not in the datasheet table"
+    m = p["measured"]
+    for prec in ("fp32", "bf16"):
+        assert 64 <= m[f"matmul_{prec}_n"] <= 4096 and m[f"matmul_{prec}_flops"] > 0
+    assert m["matmul_fp32_flops"] == max(m["matmul_fp32_torch_flops"], m["matmul_fp32_onnxruntime_flops"])
+    assert m["copy_bytes_per_s"] > 0
+    r = cli("peak", "--device", "cpu", "--precision", "fp8")
+    assert r.returncode == 2 and r.stderr.strip() == \
+        "rtbench: error: unknown precision 'fp8': use one of fp32, tf32, fp16, bf16", r.stderr
