@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The default-run benchmark: the default `rtbench run` on this machine's CPU, timed with /usr/bin/time -v.
 # Goal: at most 5 minutes. Writes benchmarks/default_run.md (date, machine, load, command, wall time, cells,
-# cells capped). Run it from anywhere when the machine is quiet:
+# cells whose CI is wider than the target) and, beside it, that run's own report: default_run_report.md and default_run_report.html (the
+# HTML has the plots embedded). Run it from anywhere when the machine is quiet:
 #     benchmarks/default_run.sh [OUT_DIR]        (default OUT_DIR: a fresh temporary folder)
-# PY picks the interpreter (default: .venv/bin/python, else python3); REPORT the Markdown file to write;
+# PY picks the interpreter (default: .venv/bin/python, else python3); REPORT the summary to write (the run's
+# report goes beside it, as <REPORT without .md>_report.md/.html);
 # RTBENCH_ARGS adds arguments (only to check this script on a tiny sweep; the benchmark itself uses none).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -25,7 +27,7 @@ set -e
 LOAD_AFTER="$(uptime)"
 
 "$PY" - "$OUT" "$TIMELOG" "$REPORT" "$RC" "$STARTED" "$LOAD_BEFORE" "$LOAD_AFTER" "${RTBENCH_ARGS:-}" <<'PYEOF'
-import os, platform, re, sys
+import os, platform, re, shutil, sys
 from collections import Counter
 from pathlib import Path
 
@@ -54,18 +56,26 @@ lines = ["# Default run on the CPU", "",
          ]
 if runs:
     run = Run.load(runs[-1]["id"], out)
-    statuses = Counter(c["status"] for c in run.cells)
-    capped = sum(1 for c in run.cells if c["stats"].get("capped"))
+    statuses = Counter(c.status.value for c in run.cells)
+    wide = sum(1 for c in run.cells if c.stats.get("ci_above_target"))
     tb = run.time_breakdown()
     s = run.sweep
     lines += [f"- **Run:** `{run.id}`, status {run.status}; runtimes {', '.join(s.runtimes)}; sizes "
               f"{', '.join(map(str, s.sizes))}; batches {', '.join(map(str, s.batches))}; {', '.join(s.precisions)}",
               f"- **Cells:** {len(run.cells)} ({', '.join(f'{n} {k}' for k, n in sorted(statuses.items()))}); "
-              f"**capped:** {capped}",
+              f"**CI wider than the target:** {wide}",
               f"- **Where the time went** (as the run recorded it, {tb['total']:.0f} s in `run()`): " + ", ".join(
                   f"{k} {tb[k]:.1f} s" for k in ("measure", "setup", "checks", "workers", "prepare", "imports",
                                                  "harness", "peaks", "fingerprint", "report", "other")),
               ]
+    copies = []
+    for ext in ("md", "html"):  # this run's report, beside the summary
+        src, dst = run.report_dir / f"report.{ext}", Path(report[: -len(".md")] + f"_report.{ext}")
+        if src.exists():
+            shutil.copyfile(src, dst)
+            copies.append(f"`{dst.name}`")
+    lines.append(f"- **Report of this run:** {' and '.join(copies) or 'none written'} (copied from "
+                 f"`{run.report_dir}`; the Markdown's images are embedded in the HTML only)")
 else:
     lines.append("- **Run:** none found in the output folder (see the exit code)")
 Path(report).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -67,6 +67,11 @@ CASES = {
     "unknown-model": (["--model", "resnet1800"], {"model": "resnet1800"}, None, "unknown model 'resnet1800'"),
     "unknown-torchvision-model": (["--model", "torchvision:nope"], {"model": "torchvision:nope"}, None, "unknown model"),
     "entry-point-not-importable": (["--model", "hub:thing"], {"model": "hub:thing"}, None, "cannot import 'hub'"),
+    # a function that is not a model builder fails at once, not as a sweep of failed cells in worker processes
+    "entry-point-fails": (["--model", "os:system"], {"model": "os:system"}, None,
+                          "--model os:system: calling it failed (TypeError: "),
+    "entry-point-not-a-module": (["--model", "os:getcwd"], {"model": "os:getcwd"}, None,
+                                 "os:getcwd returned str, not a torch.nn.Module"),
     "unknown-model-source": (["--model", "s3://bucket/x"], {"model": "s3://bucket/x"}, None, "cannot read --model"),
     "empty-model": (["--model", " "], {"model": " "}, None, "--model is empty"),
     "unknown-precision": (["--precision", "fp8"], {"precision": "fp8"}, None, "unknown precision 'fp8'"),

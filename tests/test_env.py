@@ -58,3 +58,15 @@ def test_rtbench_env_prints_the_fingerprint(cli):
     assert fp["device"] == "cpu" and fp["cpu"] and "nvml" in fp and "gpu" in fp
     if not torch.cuda.is_available():
         assert fp["gpu"].startswith("not available")
+
+
+@pytest.mark.parametrize("name, row", [("NVIDIA L40", "L40"), ("NVIDIA H100 NVL", "H100 NVL"),
+                                       ("Quadro T4000", "not in the datasheet table")])
+def test_the_fingerprint_names_the_gpus_datasheet_row(monkeypatch, name, row):
+    """What `rtbench env` and every run record: the datasheet row load % is measured against, or that there is none."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: name)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=None: (8, 9))
+    info = env.torch_gpu_info("cuda:0")
+    assert info["gpu"] == name and info["gpu_datasheet"] == row

@@ -11,6 +11,7 @@ from policies import FAST as CPU_FAST
 from tests.conftest import gpu
 
 pytestmark = [gpu]
+HOST_TOLERANCE_MS = 0.002  # CUDA events resolve about 0.5 us
 FAST = replace(CPU_FAST, warmup_min_calls=3, warmup_min_s=0.05, warmup_max_s=0.5, rounds=3, max_rounds=3,
                block_s=0.05, max_block_s=0.05, rewarm_s=0.01)
 
@@ -31,9 +32,14 @@ def test_eager_and_onnxruntime_fp32_use_cuda_events_and_match(tmp_path, boundary
         assert row.parity_max_rel < 1e-3
     cells = rtbench.load(rtbench.results.list_runs(tmp_path)[0]["id"], tmp_path).cells
     for c in cells:
-        # the host time (with sync) brackets the CUDA events of each call; the launch time ends inside it
-        assert np.all(c.host_ms >= c.samples_ms - 0.01), c.label
-        assert len(c.launch_ms) == len(c.samples_ms) and np.all(c.launch_ms <= c.host_ms + 1e-6)
+        # per call, the host time brackets the CUDA events (started before the start event is recorded, read
+        # after the end event completed): never shorter, but for the events' resolution (~0.5 us)
+        events, host = c.samples_ms, c.host_ms
+        assert len(events) == len(host) > 0
+        short = events - host
+        assert short.max() <= HOST_TOLERANCE_MS, (c.label, short.max(), int((short > HOST_TOLERANCE_MS).sum()))
+        # the launch time (until the call returned) ends inside the host time
+        assert len(c.launch_ms) == len(events) and np.all(c.launch_ms <= host + 1e-6)
         assert 0 < c.stats["launch"]["ratio"] and isinstance(c.stats["launch_bound"], bool)
     ort = next(c for c in cells if c.cell.runtime == "onnxruntime")
     assert ort.info["providers"][0] == "CUDAExecutionProvider"

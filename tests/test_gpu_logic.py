@@ -1,6 +1,7 @@
 """What of the GPU issue can be tested without a GPU: precisions, boundaries, parity, peaks, provider checks."""
 from __future__ import annotations
 
+import re
 import types
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 import rtbench
-from rtbench import parity
+from rtbench import hardware, parity
 from rtbench.hardware import DATASHEET_TFLOPS, datasheet_peak, peak_flops
 from rtbench.results import ran_precision
 from rtbench.runtimes.base import Unsupported, check_device_precision
@@ -118,20 +119,45 @@ def test_parity_top1_nan_and_shape():
 
 
 # peaks -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,precision,tflops", [
-    ("Tesla T4", "fp32", 8.1), ("Tesla V100-SXM2-16GB", "fp16", 125.0), ("NVIDIA A10", "tf32", 62.5),
-    ("NVIDIA A100-SXM4-80GB", "tf32", 156.0), ("NVIDIA L4", "fp16", 121.0), ("NVIDIA L40S", "fp32", 91.6),
-    ("NVIDIA H100 80GB HBM3", "bf16", 989.4), ("NVIDIA H100 PCIe", "fp32", 51.2), ("NVIDIA H200", "fp16", 989.4),
-    ("NVIDIA GeForce RTX 3090", "fp32", 35.6), ("NVIDIA GeForce RTX 4090", "fp16", 165.2),
-])
-def test_datasheet_table_matches_the_right_gpu(name, precision, tflops):
+# (CUDA device name, the table's product, a precision, its dense datasheet TFLOP/s)
+KNOWN_GPUS = [
+    ("Tesla T4", "T4", "fp32", 8.1), ("Tesla V100-SXM2-16GB", "V100 SXM2", "fp16", 125.0),
+    ("Tesla V100-PCIE-32GB", "V100 PCIe", "fp32", 14.0), ("Tesla V100S-PCIE-32GB", "V100S PCIe", "fp16", 130.0),
+    ("NVIDIA A10", "A10", "tf32", 62.5), ("NVIDIA A100-SXM4-80GB", "A100", "tf32", 156.0),
+    ("NVIDIA A100 80GB PCIe", "A100", "bf16", 312.0), ("NVIDIA L4", "L4", "fp16", 121.0),
+    ("NVIDIA L40", "L40", "fp16", 181.05), ("NVIDIA L40S", "L40S", "fp32", 91.6),
+    ("NVIDIA H100 80GB HBM3", "H100 SXM", "bf16", 989.4), ("NVIDIA H100 PCIe", "H100 PCIe", "fp32", 51.0),
+    ("NVIDIA H100 NVL", "H100 NVL", "bf16", 835.5), ("NVIDIA H200", "H200 SXM", "fp16", 989.4),
+    ("NVIDIA H200 NVL", "H200 NVL", "tf32", 417.5), ("NVIDIA GeForce RTX 3090", "RTX 3090", "fp32", 35.6),
+    ("NVIDIA GeForce RTX 4090", "RTX 4090", "fp16", 165.2),
+]
+
+
+@pytest.mark.parametrize("name,product,precision,tflops", KNOWN_GPUS)
+def test_datasheet_table_matches_the_right_gpu(name, product, precision, tflops):
     assert datasheet_peak(name)[precision] == pytest.approx(tflops * 1e12)
 
 
-def test_datasheet_table_unknown_gpu_and_missing_precision():
-    assert datasheet_peak("Some Future GPU") is None
+@pytest.mark.parametrize("name,product,precision,tflops", KNOWN_GPUS)
+def test_each_known_gpu_matches_one_row_of_the_table(name, product, precision, tflops):
+    rows = [p for p, pattern, _ in DATASHEET_TFLOPS if re.fullmatch(pattern, name)]
+    assert rows == [product]
+    assert hardware.datasheet_product(name) == product
+
+
+@pytest.mark.parametrize("name", [
+    "Quadro T4000", "NVIDIA T400", "NVIDIA T400 4GB", "NVIDIA A100-SXM4-40GB MIG 1g.5gb", "NVIDIA A10G",
+    "NVIDIA A40", "NVIDIA GeForce RTX 3090 Ti", "NVIDIA GeForce RTX 4090 D", "NVIDIA H100 80GB HBM3 MIG 3g.40gb",
+    "Some Future GPU", "AMD EPYC 7B13",
+])
+def test_a_name_the_table_does_not_know_gets_no_datasheet_figure(name):
+    """A name that contains a product's name is not that product (the table matched substrings once)."""
+    assert datasheet_peak(name) is None
+    assert hardware.datasheet_product(name) == "not in the datasheet table"
+
+
+def test_datasheet_table_missing_precision():
     assert "tf32" not in datasheet_peak("Tesla T4")  # Turing has no TF32
-    assert len(DATASHEET_TFLOPS) >= 10
 
 
 def test_peak_flops_returns_both_figures():

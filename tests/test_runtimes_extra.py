@@ -1,6 +1,7 @@
 """OpenVINO, the TensorRT runtimes (unavailable here), and ONNX files / timm models through real CPU sweeps."""
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,14 @@ def export_file(spec: str, path: Path, size: int = 48, nhwc: bool = False) -> Pa
     torch.onnx.export(resolve(spec).module, (x,), str(path), input_names=["pixels"], output_names=["out"],
                       dynamic_axes={"pixels": axes}, opset_version=17, dynamo=False)
     return path
+
+
+def file_identity(path: Path) -> tuple:
+    """Inode, modification time (ns), size and content hash: any rewrite or replacement changes one of them."""
+    import hashlib
+
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_openvino_matches_onnxruntime_and_records_its_settings(tmp_path):
@@ -93,6 +102,7 @@ def test_openvino_precision_hint_mapping():
 @pytest.mark.parametrize("nhwc", [False, True])
 def test_onnx_file_runs_in_onnx_runtimes_and_is_unsupported_in_torch(tmp_path, nhwc):
     path = export_file("entry_models:nhwc_cnn" if nhwc else "entry_models:tiny_cnn", tmp_path / "user.onnx", nhwc=nhwc)
+    before = file_identity(path)
     run = sweep(tmp_path, str(path), "torch,onnxruntime,openvino", sizes=(32, 40))
     rts = by_runtime(run)
     assert all(c.status == "unsupported" for c in rts["torch"])
@@ -107,7 +117,8 @@ def test_onnx_file_runs_in_onnx_runtimes_and_is_unsupported_in_torch(tmp_path, n
     assert rts["openvino"][0].info["parity_reference"].startswith("ONNX Runtime CPU fp32")
     assert "outputs checked against ONNX Runtime CPU fp32" in (run.report_dir / "report.md").read_text()
     assert run.to_pandas()["parity_reference"].dropna().str.startswith("ONNX Runtime CPU").all()
-    assert path.read_bytes()  # the user's file is read, never rewritten
+    assert file_identity(path) == before  # the user's file is read, never rewritten or replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "user.onnx"]  # nothing written beside it
     if nhwc:
         assert any(p.name.endswith("-nchw.onnx") for p in (tmp_path / "out" / "cache").iterdir())
 
@@ -156,10 +167,18 @@ def test_tensorrt_runtimes_are_unavailable_and_the_sweep_goes_on(tmp_path, cli):
         assert base.get(name).availability("cuda:0") == (False, NOT_INSTALLED)
     r = cli("list", "runtimes", "--device", "cpu")
     assert r.returncode == 0
-    rows = {ln.split("│")[1].strip(): ln for ln in r.stdout.splitlines() if ln.count("│") > 3}
+    lines = r.stdout.splitlines()
+    head = next([p.strip() for p in ln.split("┃")[1:-1]] for ln in lines if "┃ runtime" in ln)
+    rows = {}
+    for ln in lines:
+        parts = [p.strip() for p in ln.split("│")[1:-1]]
+        if len(parts) == len(head):
+            rows[parts[0]] = dict(zip(head, parts))
     for name in ("torch-tensorrt", "onnxruntime-tensorrt"):
-        assert NOT_INSTALLED in rows[name] and "│ no " in rows[name]
-    assert "2026" in rows["openvino"] or "│ yes " in rows["openvino"]
+        assert (rows[name]["available"], rows[name]["why not"]) == ("no", NOT_INSTALLED)
+    # the runtimes that are installed are listed as they are: version and available
+    openvino = rows["openvino"]
+    assert (openvino["version"], openvino["available"]) == (importlib.metadata.version("openvino"), "yes")
     run = sweep(tmp_path, "entry_models:tiny_cnn", "torch-tensorrt,torch,onnxruntime-tensorrt")
     rts = by_runtime(run)
     assert rts["torch"][0].status == "ok"
@@ -172,7 +191,7 @@ def test_tensorrt_runtimes_are_unavailable_and_the_sweep_goes_on(tmp_path, cli):
 def test_entry_point_through_the_cli(cli, tmp_path):
     env = {"PYTHONPATH": f"{Path(rtbench.__file__).parents[1]}:{TESTS}"}
     ok = cli("run", "--model", "entry_models:tiny_cnn", "--runtimes", "torch,openvino", "--sizes", "32",
-             "--batches", "1", "--device", "cpu", "--max-time", "0.2", "--out", "out", env=env)
+             "--batches", "1", "--device", "cpu", "--budget", "15", "--rounds", "2", "--out", "out", env=env)
     assert ok.returncode == 0, ok.stderr
     bad = cli("run", "--model", "entry_models:nope", "--runtimes", "torch", "--sizes", "32", "--batches", "1",
               "--device", "cpu", "--out", "out", env=env)

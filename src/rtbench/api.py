@@ -3,22 +3,30 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
 
 from rtbench.errors import UserError
 from rtbench.results import Run
-from rtbench.spec import PRECISIONS, SEED_BATCHES, SEED_SIZES, Cell, Sweep, TimingPolicy, parse_list
+from rtbench.spec import (DEFAULT_CELL_TIMEOUT_S, PRECISIONS, SEED_BATCHES, SEED_SIZES, Cell, Sweep, TimingPolicy,
+                          parse_list)
 
+# The defaults of a run, here only (the CLI shows and uses these): the seed study's grid on the best device
 DEFAULT_OUT = "rtbench-results"
+DEFAULT_MODEL = "resnet18"
+DEFAULT_PRECISION = "fp32"
+DEFAULT_DEVICE = "auto"
+DEFAULT_BOUNDARY = "compute"
+DEFAULT_WEIGHTS = "random"
 
 
 def resolve_device(device: str) -> str:
     """'auto' takes the GPU when there is one; 'cuda:N' must exist."""
     import torch
 
-    device = (device or "auto").strip().lower()
+    device = (device or DEFAULT_DEVICE).strip().lower()
     if device == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
@@ -34,19 +42,26 @@ def resolve_device(device: str) -> str:
     raise UserError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
 
 
-def make_sweep(model: str = "resnet18", runtimes: str | Iterable[str] | None = None,
-               precision: str | Iterable[str] = "fp32", sizes: str | Iterable[int] = SEED_SIZES,
-               batches: str | Iterable[int] = SEED_BATCHES, device: str = "auto", boundary: str = "compute",
-               weights: str = "random", policy: TimingPolicy | None = None, options: dict | None = None) -> Sweep:
+def parse_precisions(precision: str | Iterable[str]) -> tuple[str, ...]:
+    """'fp32,fp16' (or an iterable) -> ('fp32', 'fp16'); an unknown precision raises UserError."""
+    precisions = parse_list(precision, "precision")
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise UserError(f"unknown precision {p!r}: use one of {', '.join(PRECISIONS)}")
+    return precisions
+
+
+def make_sweep(model: str = DEFAULT_MODEL, runtimes: str | Iterable[str] | None = None,
+               precision: str | Iterable[str] = DEFAULT_PRECISION, sizes: str | Iterable[int] = SEED_SIZES,
+               batches: str | Iterable[int] = SEED_BATCHES, device: str = DEFAULT_DEVICE,
+               boundary: str = DEFAULT_BOUNDARY, weights: str = DEFAULT_WEIGHTS, policy: TimingPolicy | None = None,
+               options: dict | None = None) -> Sweep:
     """Validate every argument (errors name the fix) and build the Sweep."""
     from rtbench.models import resolve
     from rtbench.runtimes import base
 
     dev = resolve_device(device)
-    precisions = parse_list(precision, "precision")
-    for p in precisions:
-        if p not in PRECISIONS:
-            raise UserError(f"unknown precision {p!r}: use one of {', '.join(PRECISIONS)}")
+    precisions = parse_precisions(precision)
     if runtimes is None or runtimes == "" or runtimes == "all":
         rts = base.default_runtimes(dev)
     else:
@@ -56,8 +71,35 @@ def make_sweep(model: str = "resnet18", runtimes: str | Iterable[str] | None = N
     sweep = Sweep(model=model, runtimes=rts, precisions=precisions, sizes=parse_list(sizes, "sizes", int),
                   batches=parse_list(batches, "batches", int), device=dev, boundary=boundary, weights=weights,
                   policy=policy or default_policy(dev), options=tuple(sorted((options or {}).items())))
-    resolve(sweep.model, sweep.weights)  # an unknown model fails here, before anything is written
+    _check_model(resolve(sweep.model, sweep.weights))  # a bad model fails here, before anything is written
     return sweep
+
+
+def _check_model(model) -> None:
+    """An entry point is called once here: one that fails or returns no nn.Module is bad input, not a sweep of
+    failed cells (torchvision and timm names are checked by name; ONNX files when they are read)."""
+    if model.source != "entry":
+        return
+    try:
+        model.module
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the user's function raises, the fix is the same
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"--model {model.name}: calling it failed ({type(e).__name__}: {first}): name a function "
+                        "that takes no arguments and returns a torch.nn.Module") from None
+
+
+def policy_with(device: str, rounds: int | None = None, ci_target: float | None = None) -> TimingPolicy | None:
+    """The device's default policy with the options given (None when none is): more minimum rounds than the
+    default cap raise the cap too."""
+    given = {k: v for k, v in (("rounds", rounds), ("ci_target", ci_target)) if v is not None}
+    if not given:
+        return None
+    base = default_policy(resolve_device(device))
+    if rounds is not None:
+        given["max_rounds"] = max(base.max_rounds, rounds)
+    return dataclasses.replace(base, **given)
 
 
 def default_policy(device: str) -> TimingPolicy:
@@ -77,11 +119,12 @@ def report_reserve_s(n_cells: int) -> float:
     return 3.0 + 0.1 * n_cells
 
 
-def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZES, batches=SEED_BATCHES,
-        device: str = "auto", boundary: str = "compute", weights: str = "random", out: str | Path = DEFAULT_OUT,
+def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, sizes=SEED_SIZES,
+        batches=SEED_BATCHES, device: str = DEFAULT_DEVICE, boundary: str = DEFAULT_BOUNDARY,
+        weights: str = DEFAULT_WEIGHTS, out: str | Path = DEFAULT_OUT,
         resume: str | None = None, policy: TimingPolicy | None = None, options: dict | None = None,
         report: bool = True, on_start: Callable[[str, Sweep], None] | None = None,
-        progress: Callable[[Cell, str], None] | None = None, cell_timeout: float = 600.0,
+        progress: Callable[[Cell, str], None] | None = None, cell_timeout: float = DEFAULT_CELL_TIMEOUT_S,
         budget: float | None = None, on_round: Callable[[int, int], None] | None = None) -> Run:
     """Measure a sweep (or finish run ``resume``) into ``<out>/rtbench.sqlite`` and write its report.
 
@@ -89,7 +132,9 @@ def run(model: str = "resnet18", runtimes=None, precision="fp32", sizes=SEED_SIZ
     one that takes longer than ``cell_timeout`` seconds (to prepare, or for one block) as ``timeout``, and
     the sweep goes on. ``budget`` (seconds, the whole run with its report) replaces the policy's
     ``budget_s``; a resumed run gets its budget afresh for what is left. ``progress(cell, status)`` is called
-    as each cell ends, ``on_round(round, cells)`` as each round starts.
+    as each cell ends, ``on_round(round, cells)`` as each round starts. A run in which no cell could be
+    measured is returned too, not raised: it is stored and reported like any other, its cells' statuses and
+    reasons are the answer, and ``not_measured(run)`` says it in one line.
     """
     t_start = time.perf_counter()
     phases: dict[str, float] = {}  # wall-clock seconds of the run's own work, stored with the run
@@ -180,3 +225,13 @@ def _check_writable(out: Path) -> None:
 
 def load(run_id: str, out: str | Path = DEFAULT_OUT) -> Run:
     return Run.load(run_id, out)
+
+
+def not_measured(run: Run) -> str | None:
+    """None when at least one cell of the run was measured, else one line with the most common reason."""
+    if any(c.measured for c in run.cells):
+        return None
+    if not run.cells:
+        return "no cell was measured: the run has no cells"
+    (status, reason), n = Counter((c.status.value, c.reason) for c in run.cells).most_common(1)[0]
+    return f"no cell was measured: {n} of {len(run.cells)} cells {status}: {reason or 'no reason recorded'}"

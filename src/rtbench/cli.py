@@ -1,4 +1,8 @@
-"""The command line: arguments -> Sweep -> engine -> store -> report. Bad input: one line, exit code 2."""
+"""The command line: arguments -> Sweep -> engine -> store -> report. It parses and prints; the API decides.
+
+Exit codes: 0 done; 2 bad input (one line naming the fix); 3 a run in which no cell could be measured (one
+line with the most common reason); 130 interrupted.
+"""
 from __future__ import annotations
 
 import json
@@ -10,28 +14,37 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from rtbench import api
 from rtbench.errors import UserError
+from rtbench.spec import DEFAULT_CELL_TIMEOUT_S, SEED_BATCHES, SEED_SIZES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark vision-model inference across runtimes, precisions, input sizes and batch sizes.")
 console = Console()
 err = Console(stderr=True)
 OUT_HELP = "Output folder: holds rtbench.sqlite and one report folder per run."
+EXIT_NOT_MEASURED = 3  # the run finished, but not one cell could be measured
+
+
+def _csv(values) -> str:
+    return ",".join(map(str, values))
 
 
 @app.command()
 def run(
     ctx: typer.Context,
-    model: str = typer.Option("resnet18", help="resnet18 / torchvision:NAME, timm:NAME, path/to/model.onnx, or "
-                              "package.module:function returning an nn.Module (random weights)."),
+    model: str = typer.Option(api.DEFAULT_MODEL, help="resnet18 / torchvision:NAME, timm:NAME, path/to/model.onnx, "
+                              "or package.module:function returning an nn.Module (random weights)."),
     runtimes: str = typer.Option("", help="Comma-separated runtimes; default: every available one."),
-    sizes: str = typer.Option("224,256,384,512", help="Input sizes in pixels (square)."),
-    batches: str = typer.Option("1,4,8,16", help="Batch sizes."),
-    precision: str = typer.Option("fp32", help="fp32 (strict), tf32, fp16, bf16; comma-separated to sweep several."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    boundary: str = typer.Option("compute", help="compute (inputs on device) or end-to-end (host copies included)."),
-    weights: str = typer.Option("random", help="random, or pretrained (needs the internet)."),
-    out: str = typer.Option("rtbench-results", help=OUT_HELP),
+    sizes: str = typer.Option(_csv(SEED_SIZES), help="Input sizes in pixels (square)."),
+    batches: str = typer.Option(_csv(SEED_BATCHES), help="Batch sizes."),
+    precision: str = typer.Option(api.DEFAULT_PRECISION, help="fp32 (strict), tf32, fp16, bf16; comma-separated to "
+                                  "sweep several."),
+    device: str = typer.Option(api.DEFAULT_DEVICE, help="auto, cpu, cuda or cuda:N."),
+    boundary: str = typer.Option(api.DEFAULT_BOUNDARY, help="compute (inputs on device) or end-to-end (host copies "
+                                 "included)."),
+    weights: str = typer.Option(api.DEFAULT_WEIGHTS, help="random, or pretrained (needs the internet)."),
+    out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP),
     resume: Optional[str] = typer.Option(None, help="Finish run RUN_ID: cells already measured are skipped."),
     budget: Optional[float] = typer.Option(None, help="Seconds for the whole run, report included (default: 280 on "
                                            "a CPU, 70 on a GPU); cells left wider than the CI target are flagged."),
@@ -40,21 +53,14 @@ def run(
                                               "above this fraction of its estimate (default 0.01)."),
     compile_mode: Optional[str] = typer.Option(None, help="torch.compile mode for the torch-compile runtime."),
     cudnn_search: Optional[str] = typer.Option(None, help="ONNX Runtime cuDNN conv search: EXHAUSTIVE, HEURISTIC, DEFAULT."),
-    cell_timeout: float = typer.Option(600.0, help="Seconds one cell may take before its worker is killed (status timeout)."),
+    cell_timeout: float = typer.Option(DEFAULT_CELL_TIMEOUT_S, help="Seconds one cell may take before its worker is "
+                                       "killed (status timeout)."),
 ):
     """Measure a sweep and write its report."""
-    import dataclasses
-
-    from rtbench import api
-
     if resume:
         _resume_takes_no_grid(ctx)
     options = {k: v for k, v in (("compile_mode", compile_mode), ("cudnn_conv_algo_search", cudnn_search)) if v}
-    policy = None
-    if rounds is not None or ci_target is not None:
-        base = api.default_policy(api.resolve_device(device))
-        policy = dataclasses.replace(base, **{k: v for k, v in (("rounds", rounds), ("ci_target", ci_target))
-                                              if v is not None}, max_rounds=max(base.max_rounds, rounds or 0))
+    policy = api.policy_with(device, rounds=rounds, ci_target=ci_target)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("left"), TimeRemainingColumn(), console=err, transient=False)
     state = {}
@@ -90,6 +96,9 @@ def run(
                       f"checks {tb['checks']:.1f} s, the rest {tb['fixed']:.1f} s",
                       highlight=False)
     console.print(f"report: {r.report_dir / 'report.md'}")
+    if why := api.not_measured(r):
+        err.print(f"rtbench: {why}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_NOT_MEASURED)
 
 
 def print_warnings(r) -> None:
@@ -138,7 +147,7 @@ def print_table(r) -> None:
 
 @app.command()
 def report(run_id: str = typer.Argument(..., help="The run to render."),
-           out: str = typer.Option("rtbench-results", help=OUT_HELP),
+           out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP),
            lang: str = typer.Option("en", help="Report language: en or ru."),
            format: str = typer.Option("md,html", "--format", help="Comma-separated: md, html, csv, json.")):
     """Re-render a run's report from the store alone (into <out>/<run-id>/)."""
@@ -154,7 +163,7 @@ def report(run_id: str = typer.Argument(..., help="The run to render."),
 
 
 @app.command()
-def compare(run_a: str, run_b: str, out: str = typer.Option("rtbench-results", help=OUT_HELP)):
+def compare(run_a: str, run_b: str, out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP)):
     """Compare two runs cell by cell: B's speedup over A (ratio of the estimates, 95% CI from both runs' rounds)."""
     from rtbench import stats
     from rtbench.results import Run
@@ -177,14 +186,13 @@ def compare(run_a: str, run_b: str, out: str = typer.Option("rtbench-results", h
 
 @app.command("list")
 def list_(what: str = typer.Argument("runtimes", help="runtimes, runs or models"),
-          out: str = typer.Option("rtbench-results", help=OUT_HELP),
-          device: str = typer.Option("auto", help="Device to check runtimes against.")):
+          out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP),
+          device: str = typer.Option(api.DEFAULT_DEVICE, help="Device to check runtimes against.")):
     """List runtimes (and whether they run here), runs in a store, or models."""
     if what == "runtimes":
-        from rtbench.api import resolve_device
         from rtbench.runtimes.base import load_all
 
-        dev = resolve_device(device)
+        dev = api.resolve_device(device)
         t = Table(title=f"runtimes on {dev}")
         for col in ("runtime", "version", "devices", "precisions", "available", "default", "why not"):
             t.add_column(col)
@@ -211,23 +219,20 @@ def list_(what: str = typer.Argument("runtimes", help="runtimes, runs or models"
 
 
 @app.command()
-def env(device: str = typer.Option("auto", help="Device to describe.")):
+def env(device: str = typer.Option(api.DEFAULT_DEVICE, help="Device to describe.")):
     """Print the environment fingerprint stored with every run."""
-    from rtbench.api import resolve_device
     from rtbench.env import fingerprint
 
-    console.print_json(json.dumps(fingerprint(resolve_device(device)), default=str))
+    console.print_json(json.dumps(fingerprint(api.resolve_device(device)), default=str))
 
 
 @app.command()
-def peak(device: str = typer.Option("auto", help="Device to measure."),
-         precision: str = typer.Option("fp32", help="Precisions to measure the matmul ceiling for.")):
+def peak(device: str = typer.Option(api.DEFAULT_DEVICE, help="Device to measure."),
+         precision: str = typer.Option(api.DEFAULT_PRECISION, help="Precisions to measure the matmul ceiling for.")):
     """Measure the device's matmul ceiling per precision and its copy bandwidth."""
-    from rtbench.api import resolve_device
     from rtbench.hardware import peaks
-    from rtbench.spec import parse_list
 
-    console.print_json(json.dumps(peaks(resolve_device(device), parse_list(precision, "precision")), default=str))
+    console.print_json(json.dumps(peaks(api.resolve_device(device), api.parse_precisions(precision)), default=str))
 
 
 def main() -> None:

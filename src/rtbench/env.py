@@ -113,8 +113,10 @@ def nvml_info(device: str = "cpu", nvml=None) -> dict:
 
 
 def torch_gpu_info(device: str) -> dict:
-    """CUDA, cuDNN and TF32 as torch sees them; the GPU model and count, or 'not available'."""
+    """CUDA, cuDNN and TF32 as torch sees them; the GPU model, count and datasheet row, or 'not available'."""
     import torch
+
+    from rtbench.hardware import datasheet_product
 
     out = {"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
            else None, "cuda_available": torch.cuda.is_available(),
@@ -126,8 +128,10 @@ def torch_gpu_info(device: str) -> dict:
         out.update(gpu=f"not available: {why}", gpu_count=0)
         return out
     idx = (torch.device(device).index or 0) if device.startswith("cuda") else 0
-    out.update(gpu=torch.cuda.get_device_name(idx), gpu_count=torch.cuda.device_count(),
-               gpu_capability=".".join(map(str, torch.cuda.get_device_capability(idx))))
+    name = torch.cuda.get_device_name(idx)
+    out.update(gpu=name, gpu_count=torch.cuda.device_count(),
+               gpu_capability=".".join(map(str, torch.cuda.get_device_capability(idx))),
+               gpu_datasheet=datasheet_product(name))  # the load % datasheet row, or "not in the datasheet table"
     return out
 
 

@@ -174,18 +174,20 @@ def paired_speedup(baseline_rounds: dict, candidate_rounds: dict, confidence: fl
 
 
 def unpaired_speedup(baseline_rounds: dict, candidate_rounds: dict, confidence: float = CONFIDENCE) -> dict | None:
-    """Speedup from two cells' round estimates taken as independent (Welch's interval on the log of the ratio
-    of means, delta method). Wider than the paired interval when the two cells drift together."""
-    b, c = np.array(list(baseline_rounds.values())), np.array(list(candidate_rounds.values()))
+    """Speedup from two cells' round estimates taken as independent: the ratio of their estimates, with Welch's
+    interval on the difference of the mean log round estimates (each side's effective rounds as its sample size).
+    For cells of different runs, whose rounds cannot be paired; wider than the paired interval when the two cells
+    drift together."""
+    b, c = (np.log(np.array(list(r.values()), dtype=float)) for r in (baseline_rounds, candidate_rounds))
     if len(b) < 2 or len(c) < 2:
         return None
-    mb, mc = b.mean(), c.mean()
-    vb, vc = b.var(ddof=1) / len(b) / mb ** 2, c.var(ddof=1) / len(c) / mc ** 2
+    nb, nc = effective_rounds(b), effective_rounds(c)
+    vb, vc = b.var(ddof=1) / nb, c.var(ddof=1) / nc
     se = math.sqrt(vb + vc)
-    df = (vb + vc) ** 2 / (vb ** 2 / (len(b) - 1) + vc ** 2 / (len(c) - 1)) if se > 0 else len(b) + len(c) - 2
+    df = (vb + vc) ** 2 / (vb ** 2 / (nb - 1) + vc ** 2 / (nc - 1)) if se > 0 else nb + nc - 2
     half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
-    s = mb / mc
-    return {"speedup": s, "speedup_low": s * math.exp(-half), "speedup_high": s * math.exp(half),
+    d = float(b.mean() - c.mean())
+    return {"speedup": math.exp(d), "speedup_low": math.exp(d - half), "speedup_high": math.exp(d + half),
             "speedup_method": "unpaired (Welch)"}
 
 
