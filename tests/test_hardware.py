@@ -31,7 +31,7 @@ class FakeClock:
         t0 = self.now()
         fn()
         ms = (self.now() - t0) * 1e3
-        return ms, ms
+        return ms, ms, ms
 
 
 class VirtualClock(FakeClock):

@@ -89,7 +89,9 @@ def test_sigkill_of_the_process_tree_then_resume_measures_every_cell_once(tmp_pa
     assert {s for (s,) in query(db, "SELECT status FROM cells")} == {"ok"}
     for cid, rounds in query(db, "SELECT cell_id, GROUP_CONCAT(round) FROM blocks GROUP BY cell_id"):
         got = sorted(map(int, rounds.split(",")))
-        assert got == list(range(len(got))) and len(got) >= 3  # no round missing, none twice, the minimum met
+        # none twice, the minimum met; the resumed run numbers its rounds after every stored one (a cell killed
+        # before its first block starts at the resumed run's first round)
+        assert len(got) == len(set(got)) >= 3
     assert query(db, "SELECT status FROM runs WHERE id=?", run_id) == [("complete",)]
     assert (out / run_id / "report.md").exists()
 

@@ -154,7 +154,6 @@ class Engine:
         stored = {(c["runtime"], c["precision"], c["size"], c["batch"], c["boundary"]): c
                   for c in self.store.cells(self.run_id, with_samples=True)}
         units: list[Unit] = []
-        self.measured: dict[tuple, Measured] = {}
         try:
             for c in self.sweep.cells():
                 self.groups.setdefault((c.runtime, c.precision), Group(self, c.runtime, c.precision))
@@ -200,7 +199,6 @@ class Engine:
                 m.blocks.append((int(r), Block(stored["samples_ms"][k], stored["host_ms"][k],
                                                stored["launch_ms"][k] if len(stored["launch_ms"]) else np.empty(0),
                                                0, 0.0)))
-        self.measured[cell.key] = m
         unit = Unit(cell, out.parts["stats"]["per_call_ms"], ref=m)
         unit.estimates = {r: float(stats.trimmed_mean(b.primary_ms)) for r, b in m.blocks}
         return unit
@@ -245,7 +243,7 @@ class Engine:
         warm = {k: v for k, v in (m.parts.get("stats") or {}).items()
                 if k in ("warmup_calls", "warmup_s", "warmup_stable", "per_call_ms", "clock", "flops_per_image")}
         st = {**warm, **stats.summarize(primary, rounds)}
-        st["host"] = {"ms": float(np.mean(list(stats.round_estimates(host, rounds).values()))),
+        st["host"] = {"ms": stats.estimate(list(stats.round_estimates(host, rounds).values()))[0],
                       "median_ms": float(np.median(host))}
         launch = [b.launch_ms for _, b in m.blocks if len(b.launch_ms)]
         if launch:
