@@ -61,6 +61,8 @@ def measure(model_name: str, sizes: list[int], batch: int, device: str, runtimes
             x = make_input(batch, size, model.channels)
             refs[size] = (x, parity.reference(model, x, device),
                           parity.reference(model, parity.control_input(x), device))
+    if not refs:
+        return [_row(model_name, s, "–", "–", why=model.check_size(s)) for s in sizes]
     for rt in runtimes:
         cls = base.get(rt)
         for precision in precisions:
@@ -81,22 +83,20 @@ def measure(model_name: str, sizes: list[int], batch: int, device: str, runtimes
 
 
 def _one(model_name: str, runtime, cell: Cell, x, ref, control_ref) -> dict:
-    t0 = time.perf_counter()
     try:
         sess = runtime.session(cell, x)
         sess.call()
         sync(cell.device)
-        out = sess.fetch()
+        out = np.asarray(sess.fetch(), dtype=np.float64)
         sess.close()
     except Exception as e:  # noqa: BLE001
         return _row(model_name, cell.size, cell.runtime, cell.precision, why=_why(e))
     res = parity.check(out, ref, cell.precision, control_ref=control_ref)
-    ctl = res.get("control", {})
-    err_max = float(np.abs(np.asarray(out, np.float64).reshape(ref.shape) - ref).max() / np.abs(ref).max())
+    other, permuted = (res["control"].get(k, {}) for k in ("other_input", "permuted_batch"))
+    old = float(np.abs(out.reshape(ref.shape) - ref).max() / np.abs(ref).max()) if out.size == ref.size else None
     return _row(model_name, cell.size, cell.runtime, cell.precision, error=res.get("max_rel", math.inf),
-                other=ctl.get("other_input", {}).get("max_rel"), permuted=ctl.get("permuted_batch", {}).get("max_rel"),
-                top1=res.get("top1_agree"), top1_other=ctl.get("other_input", {}).get("top1_agree"),
-                old=err_max, verdict=res["verdict"], seconds=time.perf_counter() - t0)
+                other=other.get("max_rel"), permuted=permuted.get("max_rel"), top1=res.get("top1_agree"),
+                top1_other=other.get("top1_agree"), old=old, verdict=res["verdict"])
 
 
 def _why(e: BaseException) -> str:
@@ -126,14 +126,14 @@ def suggest(rows: list[dict], safety: float) -> list[dict]:
     done = [r for r in rows if "error" in r]
     out = []
     for p in PRECISIONS:
-        mine = [r for r in done if r["precision"] == p]
+        mine = [r for r in done if r["precision"] == p and math.isfinite(r["error"])]  # NaN outputs: a fault
         if not mine:
             continue
         largest = max(r["error"] for r in mine)
         wrong = [v for r in mine for v in (r["other"], r["permuted"]) if v is not None]
         if p == "fp32":
             wrong += [r["error"] for r in done if r["precision"] != "fp32"]
-        smallest = min(wrong)
+        smallest = min(wrong, default=math.inf)
         tol, tight = round_up(max(largest, 1e-12) * safety), False
         if tol * safety > smallest:
             tol, tight = float(f"{math.sqrt(largest * smallest):.0e}"), True
@@ -155,7 +155,8 @@ def table(rows: list[dict]) -> list[str]:
             lines.append(f"| {r['model']} | {r['size']} | {r['runtime']} | {r['precision']} | {r['why']} "
                          "| | | | | |")
             continue
-        top1 = f"{r['top1']:.2f} ({r['top1_other']:.2f})" if r["top1_other"] is not None else f"{r['top1']:.2f}"
+        top1 = "–" if r["top1"] is None else f"{r['top1']:.2f}"
+        top1 += "" if r["top1_other"] is None else f" ({r['top1_other']:.2f})"
         lines.append(f"| {r['model']} | {r['size']} | {r['runtime']} | {r['precision']} | {_f(r['error'])} | "
                      f"{_f(r['other'])} | {_f(r['permuted'])} | {top1} | {_f(r['old'])} | {r['verdict']} |")
     return lines
@@ -176,12 +177,11 @@ def suggestion_lines(sugg: list[dict], safety: float) -> list[str]:
 def machine(device: str) -> str:
     import torch
 
-    facts = [device_name(device), f"{platform.machine()}", f"Python {platform.python_version()}",
+    facts = [device_name(device), platform.machine(), f"Python {platform.python_version()}",
              f"torch {torch.__version__}"]
-    for name in ("onnxruntime", "openvino", "timm", "torchvision"):
-        cls_version = _version(name)
-        if cls_version:
-            facts.append(f"{name} {cls_version}")
+    if device.startswith("cuda"):
+        facts.append(f"CUDA {torch.version.cuda}")
+    facts += [f"{name} {v}" for name in ("onnxruntime", "openvino", "timm", "torchvision") if (v := _version(name))]
     return ", ".join(facts)
 
 
