@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 import types
 
-import numpy as np
 import pytest
 import torch
 
@@ -94,28 +93,6 @@ def test_cuda_graph_runtimes_are_unavailable_on_cpu_with_the_reason(tmp_path):
     assert st["torch"][0] == "ok"
     assert st["torch-cudagraph"] == ("unavailable", "runs on cuda only, not cpu")
     assert st["onnxruntime-cudagraph"][0] == "unavailable"
-
-
-# parity ----------------------------------------------------------------------------------------
-def test_parity_tolerances_per_precision():
-    rng = np.random.default_rng(0)
-    ref = rng.normal(size=(4, 1000)).astype(np.float32)
-    assert parity.compare(ref.copy(), ref, "fp32")["ok"]
-    noisy = ref + 0.005 * np.abs(ref).max() * rng.standard_normal(ref.shape).astype(np.float32)
-    r32, r16 = parity.compare(noisy, ref, "fp32"), parity.compare(noisy, ref, "fp16")
-    assert not r32["ok"] and "fp32" in r32["reason"]
-    assert r16["ok"] and r16["max_rel"] == r32["max_rel"]
-    assert 0 < r16["max_rel"] < parity.TOLERANCE["fp16"]
-
-
-def test_parity_top1_nan_and_shape():
-    ref = np.array([[0.0, 1.0, 0.5], [2.0, 0.0, 0.0]], dtype=np.float32)
-    swapped = np.array([[1.0, 0.0, 0.5], [2.0, 0.0, 0.0]], dtype=np.float32)
-    assert parity.compare(swapped, ref, "bf16")["top1_agree"] == 0.5
-    bad = ref.copy()
-    bad[0, 0] = np.nan
-    assert parity.compare(bad, ref, "fp16") ["ok"] is False
-    assert "shape" in parity.compare(np.zeros((2, 4), np.float32), ref, "fp32")["reason"]
 
 
 # peaks -----------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from typing import Callable
 from rtbench.errors import UserError
 
 WEIGHT_SEED = 0  # random weights are seeded: every process of a run builds the same model
+# BatchNorm statistics of random weights are set from one seeded train-mode pass of this batch and size
+BN_CALIBRATION = {"batch": 4, "size": 224, "seed": 7}
 OFFLINE_HINT = "connect to the internet or use --weights random (timing does not depend on weights)"
 
 
@@ -30,6 +32,7 @@ class Model:
     _flops: dict = field(default_factory=dict, repr=False)
     onnx_path: Path | None = None  # set for an ONNX model file: there is no torch module
     onnx_input: object = None  # rtbench.onnx_file.ImageInput of an ONNX file
+    weights: str = "random"  # random (seeded, BatchNorm calibrated), pretrained, or own (an entry point's)
 
     @property
     def has_module(self) -> bool:
@@ -43,8 +46,16 @@ class Model:
             return "PyTorch fp32"
         return f"ONNX Runtime CPU {'fp32' if self.onnx_input.dtype == 'float32' else 'fp16'} (ONNX file: no PyTorch module)"
 
+    @property
+    def weights_key(self) -> str:
+        """Names the weights a module is built with (cached exports are keyed on it)."""
+        if self.weights != "random":
+            return self.weights
+        return f"random-seed{WEIGHT_SEED}-bn{BN_CALIBRATION['batch']}x{BN_CALIBRATION['size']}s{BN_CALIBRATION['seed']}"
+
     @functools.cached_property
     def module(self):
+        """The fp32 eval-mode module; random weights get BatchNorm statistics from ``calibrate_batchnorm``."""
         if not self.has_module:
             from rtbench.runtimes.base import Unsupported
 
@@ -56,6 +67,8 @@ class Model:
         if not isinstance(m, torch.nn.Module):
             raise UserError(f"{self.name} returned {type(m).__name__}, not a torch.nn.Module: "
                             "make the function return the model")
+        if self.weights == "random":
+            calibrate_batchnorm(m, self.channels, self.fixed_size or BN_CALIBRATION["size"])
         return m.eval()
 
     def check_size(self, size: int) -> str | None:
@@ -107,6 +120,34 @@ class Model:
         return onnx_file.reference(self.onnx_path, self.onnx_input, x)
 
 
+def calibrate_batchnorm(module, channels: int = 3, size: int = 224) -> None:
+    """Set BatchNorm running statistics from one seeded train-mode pass over random inputs (in place).
+
+    At their defaults (mean 0, variance 1) a random-weight network's activations drift from layer to layer
+    until its outputs barely depend on the input: ResNet18 then predicts one class for every image and a
+    wrong input passes an output check. Statistics measured on inputs like the benchmark's keep every layer
+    normalised. Seeded: every process builds the same model. No-op for a model without BatchNorm.
+    """
+    import torch
+
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [bn.momentum for bn in norms]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average: the pass's own statistics, not a blend with the defaults
+    g = torch.Generator().manual_seed(BN_CALIBRATION["seed"])
+    x = torch.randn(BN_CALIBRATION["batch"], channels, size, size, generator=g)
+    module.train()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):  # train-mode dropout: seeded, caller's RNG kept
+        torch.manual_seed(BN_CALIBRATION["seed"])
+        module(x)
+    for bn, momentum in zip(norms, momenta):
+        bn.momentum = momentum
+    module.eval()
+
+
 def _extra_flop_formulas() -> dict:
     """Ops torch's flop counter misses: scaled-dot-product attention on the CPU (its flash kernel for CPU)."""
     import torch
@@ -129,6 +170,7 @@ def _onnx(path_text: str) -> Model:
     check_onnx_file(path)
     inp = image_input(path)
     return Model(name=path.stem, source="onnx", build=lambda: None, channels=inp.channels, fixed_size=inp.fixed_size,
+                 weights="own",
                  meta={"path": str(path), "input": inp.name, "layout": inp.layout, "dtype": inp.dtype,
                        "fixed_batch": inp.fixed_batch}, onnx_path=path, onnx_input=inp)
 
@@ -149,7 +191,7 @@ def _torchvision(name: str, weights: str) -> Model:
         return torchvision.models.get_model(name, weights=None)
 
     fixed = 224 if name.startswith(("vit_", "swin_v2")) else None
-    return Model(name=name, source="torchvision", build=build, fixed_size=fixed)
+    return Model(name=name, source="torchvision", build=build, fixed_size=fixed, weights=weights)
 
 
 def _pretrained(name: str):
@@ -194,7 +236,7 @@ def _timm(name: str, weights: str) -> Model:
             raise UserError(f"could not fetch pretrained weights for timm:{name} ({type(e).__name__}): "
                             f"{OFFLINE_HINT}") from None
 
-    return Model(name=name, source="timm", build=build, channels=channels, fixed_size=fixed,
+    return Model(name=name, source="timm", build=build, channels=channels, fixed_size=fixed, weights=weights,
                  meta={"input_size": list(cfg.input_size) if cfg is not None else None})
 
 
@@ -217,7 +259,7 @@ def _entry(spec: str, weights: str) -> Model:
     if not callable(fn):
         raise UserError(f"{mod_name} has no function {fn_name!r} for --model {spec}: name a function that returns "
                         "a torch.nn.Module, as package.module:function")
-    return Model(name=spec, source="entry", build=fn)
+    return Model(name=spec, source="entry", build=fn, weights="own")
 
 
 def resolve(name: str, weights: str = "random") -> Model:

@@ -119,7 +119,8 @@ def onnx_export(model, workdir: Path, precision: str = "fp32", sizes: tuple[int,
     else:
         import torch
 
-        key = hashlib.sha1(f"{model.source}:{model.name}:{torch.__version__}".encode()).hexdigest()[:10]
+        ident = f"{model.source}:{model.name}:{model.weights_key}:{torch.__version__}"  # new weights, new export
+        key = hashlib.sha1(ident.encode()).hexdigest()[:10]
         stem = f"{model.name.replace(':', '_').replace('/', '_')}-{key}"
         fp32_path = cache_dir(workdir) / f"{stem}-fp32.onnx"
         if not fp32_path.exists():
