@@ -151,7 +151,7 @@ def graph_check(model, workdir: Path, runtime: str) -> dict:
     before = bool(np.isnan(s.fetch()).all())
     s.call()
     torch.cuda.synchronize()
-    par = parity.compare(s.fetch(), parity.reference(model, x, "cuda"), "fp32")
+    par = parity.check(s.fetch(), parity.reference(model, x, "cuda"), "fp32")
     rt.close()
     return {"runtime": runtime, "nan_before": before, "parity_ok": par["ok"], "max_rel": par.get("max_rel")}
 

@@ -201,3 +201,17 @@ def test_rtbench_run_prints_the_warnings_the_report_lists(cli, tmp_path):
     (report,) = (tmp_path / "out").glob("*/report.md")
     section = report.read_text().split("## Fairness warnings", 1)[1]
     assert re.findall(r"^- \*\*(\S+)\*\*:", section, flags=re.M) == terminal
+
+
+def test_an_inconclusive_output_check_is_a_warning_not_a_mismatch():
+    from rtbench.engine import parity_status
+
+    unsure = {"verdict": "inconclusive", "ok": False, "reason": "the control for another input passed"}
+    assert parity_status(unsure) == ("ok", None)
+    assert parity_status({"verdict": "mismatch", "ok": False, "reason": "r"}) == ("mismatch", "r")
+    assert parity_status({"ok": False, "reason": "old"}) == ("mismatch", "old")  # a schema-1 record
+    assert parity_status({}) == ("ok", None)  # no model, no check (the null runtime)
+    c = cell(batch=4)
+    c.parity.update(unsure)
+    w = by_code(fairness_warnings(make_run([cell(), c])), "parity-inconclusive")
+    assert w.cells == ["torch fp32 224px b4"] and "another input passed" in w.message

@@ -15,11 +15,8 @@ import rtbench
 from rtbench import parity
 from rtbench.models import Model, resolve
 from rtbench.runtimes.common import make_input, onnx_export
-from rtbench.spec import TimingPolicy
 from tests.conftest import gpu
-
-FAST = TimingPolicy(warmup_min_calls=2, warmup_min_s=0.0, warmup_max_s=0.2, min_calls=5, min_time_s=0.02,
-                    max_time_s=0.2, ci_target=0.05)
+from policies import FAST
 
 
 @pytest.fixture(scope="module")
@@ -166,14 +163,15 @@ def _statuses(tmp_path, monkeypatch, runtimes: str, device: str, size: int) -> d
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
     run = rtbench.run(model="resnet18", runtimes=runtimes, sizes=[size], batches=[2], device=device,
                       out=tmp_path, policy=FAST, report=False)
-    return {c["runtime"]: (c["status"], c["reason"], c["parity"]) for c in run.cells}
+    return {c.cell.runtime: (c.status, c.reason, c.parity) for c in run.cells}
 
 
 def test_downcasts_claiming_fp32_are_mismatch_and_real_fp32_runtimes_pass_on_the_cpu(tmp_path, monkeypatch):
     st = _statuses(tmp_path, monkeypatch, "torch,onnxruntime,openvino,torch-fp16-as-fp32,torch-bf16-as-fp32",
                    "cpu", 64)
     for rt in ("torch", "onnxruntime", "openvino"):
-        assert st[rt][0] == "ok", st[rt]
+        assert st[rt][0] == "ok" and st[rt][2]["verdict"] == "ok", st[rt]
+        assert set(st[rt][2]["control"]) == {"other_input", "permuted_batch"}  # both controls ran, and failed
         assert st[rt][2]["max_rel"] <= parity.TOLERANCE["fp32"]
     for rt in ("torch-fp16-as-fp32", "torch-bf16-as-fp32"):
         assert st[rt][0] == "mismatch", st[rt]

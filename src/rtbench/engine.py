@@ -42,6 +42,13 @@ def harness_cost() -> dict:
             "calls": int(len(x)), "loop_wall_ns": wall / len(x) * 1e9}
 
 
+def parity_status(par: dict) -> tuple[Status, str | None]:
+    """``mismatch`` (with the reason) only when the outputs failed the check; an inconclusive check leaves the
+    cell ``ok`` and is reported as a fairness warning (the timings are valid, the check could not judge)."""
+    verdict = par.get("verdict", "ok" if par.get("ok", True) else "mismatch")
+    return (Status.MISMATCH, par.get("reason")) if verdict == "mismatch" else (Status.OK, None)
+
+
 def skip_reason(oom_at: dict[int, int], cell: Cell) -> str | None:
     """The OOM rule: once a batch ran out of memory at a size, larger batches of that size are skipped."""
     if cell.size in oom_at and cell.batch > oom_at[cell.size]:
@@ -223,8 +230,7 @@ class Engine:
             return
         m = u.ref
         st = self._summary(m, u.stopped_by)
-        par = m.parts.get("parity") or {}
-        status, reason = (Status.MISMATCH, par.get("reason")) if par and not par.get("ok", True) else (Status.OK, None)
+        status, reason = parity_status(m.parts.get("parity") or {})
         info = {**m.parts.get("info", {}), "worker_starts": group.started}
         self.store.update_cell(m.cell_id, status, reason, stats=st, telemetry=tele, info=info)
         self.progress(u.cell, str(status))

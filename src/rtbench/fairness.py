@@ -148,6 +148,19 @@ def _schedule(run) -> list[FairnessWarning]:
     return []
 
 
+def _parity(cells) -> list[FairnessWarning]:
+    """Cells whose output check could not tell right from wrong outputs (a control passed)."""
+    unsure = [c for c in cells if c.parity.get("verdict") == "inconclusive"]
+    if not unsure:
+        return []
+    why = sorted({c.parity.get("reason", "") for c in unsure})
+    return [FairnessWarning("parity-inconclusive", f"The output check could not judge {len(unsure)} cell(s): "
+                            f"{_shown([label(c) for c in unsure])} ({'; '.join(why)[:300]}).",
+                            "Check those outputs another way, or use a model whose outputs depend on the input "
+                            "(pretrained weights, or random weights with calibrated BatchNorm).",
+                            [label(c) for c in unsure])]
+
+
 def _launch_bound(cells) -> list[FairnessWarning]:
     bound = [c for c in cells if c.stats.get("launch_bound")]
     if not bound:
@@ -203,5 +216,5 @@ def fairness_warnings(run, df=None) -> list[FairnessWarning]:
     if df is not None and not df.empty and "runtime" in df:
         keep = {(r.runtime, r.precision, r.size, r.batch, r.boundary) for r in df.itertuples()}
         cells = [c for c in cells if c.cell.key in keep]
-    return [*_tf32(run, cells), *_boundaries(cells), *_graphs(cells), *_schedule(run), *_timing(run, cells),
-            *_launch_bound(cells), *_gpu(run, cells)]
+    return [*_tf32(run, cells), *_boundaries(cells), *_graphs(cells), *_parity(cells), *_schedule(run),
+            *_timing(run, cells), *_launch_bound(cells), *_gpu(run, cells)]

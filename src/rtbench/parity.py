@@ -121,11 +121,6 @@ def check(out: np.ndarray, ref: np.ndarray, precision: str, against: str = "PyTo
     return _verdict(res, "ok", None)
 
 
-def compare(out: np.ndarray, ref: np.ndarray, precision: str, against: str = "PyTorch fp32") -> dict:
-    """``check`` without the other-input control (the worker's call until it passes ``control_ref``)."""
-    return check(out, ref, precision, against)
-
-
 def _top1(out: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(out.argmax(axis=1) == ref.argmax(axis=1)))
 

@@ -154,7 +154,7 @@ class Run:
                 sheet, meas = peak_flops(self.peak, ran_precision(c.cell.precision, c.info))
                 row["load_datasheet_pct"] = 100 * achieved / sheet if sheet else math.nan
                 row["load_measured_pct"] = 100 * achieved / meas if meas else math.nan
-        for k in ("max_abs", "max_rel", "top1_agree", "reference"):
+        for k in ("verdict", "max_abs", "max_rel", "top1_agree", "reference"):
             row[f"parity_{k}"] = c.parity.get(k)
         row["setup_s"] = c.setup_s()
         row["first_call_ms"] = c.setup.get("first_call_ms")

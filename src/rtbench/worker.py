@@ -128,10 +128,13 @@ class GroupMeasurer:
         if live is not None:
             live.session.close()
 
-    def _reference(self, x, cell: Cell) -> np.ndarray:
+    def _references(self, x, cell: Cell) -> tuple[np.ndarray, np.ndarray]:
+        """The reference outputs for the cell's input and for the control input, once per (size, batch)."""
         key = (cell.size, cell.batch)
         if key not in self.refs:
-            self.refs[key] = parity.reference(self._model(), x, cell.device)
+            m = self._model()
+            self.refs[key] = (parity.reference(m, x, cell.device),
+                              parity.reference(m, parity.control_input(x), cell.device))
         return self.refs[key]
 
     # the three requests of the parent ------------------------------------------------------------------
@@ -196,7 +199,8 @@ class GroupMeasurer:
             par = {}
             t0 = time.perf_counter()
             if model is not None:
-                par = parity.compare(sess.fetch(), self._reference(x, cell), cell.precision, model.parity_reference)
+                ref, control = self._references(x, cell)
+                par = parity.check(sess.fetch(), ref, cell.precision, model.parity_reference, control)
             parity_s = time.perf_counter() - t0
             clock = CudaEventClock(sess.stream) if sess.stream is not None else HostClock()
             w = timing.warm_up(sess.call, self.sweep.policy, clock)
