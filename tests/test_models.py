@@ -135,3 +135,14 @@ def test_list_models_includes_timm(cli):
     assert r.returncode == 0
     names = r.stdout.split()
     assert "resnet18" in names and "timm:convnext_atto" in names
+
+
+def test_flops_of_a_fresh_model_do_not_count_its_construction():
+    """The first use of a random-weight model builds it and calibrates its BatchNorm with a forward pass; the FLOPs
+    count of one image must not include that pass (it did when the first use was the count itself)."""
+    from rtbench.models import resolve
+
+    fresh = resolve("resnet18").flops_per_image(64)
+    warm = resolve("resnet18")
+    warm.module  # built first
+    assert fresh == warm.flops_per_image(64) == pytest.approx(3.64e9 * (64 / 224) ** 2, rel=0.05)

@@ -100,10 +100,11 @@ class Model:
         import torch
         from torch.utils.flop_counter import FlopCounterMode
 
+        module = self.module  # built (and its BatchNorm calibrated) outside the count
         x = torch.zeros(1, self.channels, size, size)
         counter = FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas())
         with torch.no_grad(), counter:
-            self.module(x)
+            module(x)
         return float(counter.get_total_flops())
 
     def _onnx_flops(self, size: int) -> float | None:
