@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import re
 import statistics
@@ -32,10 +33,10 @@ from rtbench.results import BASELINE, Run  # noqa: E402
 
 def run_once(store: Path, args: list[str]) -> tuple[str, float, str]:
     """One `rtbench run` in a fresh interpreter; its run id, wall seconds and last output lines."""
-    env_path = str(ROOT / "src")
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "rtbench", "run", "--out", str(store), *args], capture_output=True,
-                       text=True, env={**__import__("os").environ, "PYTHONPATH": env_path})
+                       text=True, env={**os.environ, "PYTHONPATH": path})
     wall = time.perf_counter() - t0
     m = re.search(r"run id (\S+)", p.stderr)
     if p.returncode != 0 or not m:
