@@ -1,6 +1,7 @@
 """The runtime contract the base class enforces, and equal work at the end-to-end boundary (real CPU runtimes)."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +60,9 @@ def test_settings_are_applied_by_a_method_that_says_so(tmp_path):
     assert s.info["cudnn_benchmark"] is True and s.info["tf32"] is False and s.stream is None
 
 
+needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
 END_TO_END = [("torch", "fp32", "cpu"), ("torch", "bf16", "cpu"), ("onnxruntime", "fp32", "cpu"),
-              ("openvino", "fp32", "cpu")] + [
+              pytest.param("openvino", "fp32", "cpu", marks=needs_openvino)] + [
     pytest.param(rt, p, "cuda", marks=gpu) for rt, p in (("torch", "fp32"), ("torch", "fp16"), ("onnxruntime", "fp32"),
                                                          ("onnxruntime", "fp16"), ("torch-compile", "fp32"))]
 
@@ -92,6 +94,7 @@ def onnx_file_with_fixed_batch(path: Path, batch: int) -> Path:
     return path
 
 
+@needs_openvino
 def test_an_onnx_file_with_a_fixed_batch_is_unsupported_at_other_batches_in_every_runtime(tmp_path):
     path = onnx_file_with_fixed_batch(tmp_path / "batch1.onnx", 1)
     run = rtbench.run(model=str(path), runtimes="onnxruntime,openvino", sizes=[32], batches=[1, 4], device="cpu",
