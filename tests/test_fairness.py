@@ -97,12 +97,13 @@ def test_wide_noisy_drifting_cold_and_unstable_cells():
         cell(batch=16, setup={"first_call_ms": 15.0}),  # 7.5x: fine
         cell(batch=32, stats={"warmup_stable": False}),
         cell(batch=64, stats={"warmup_stable": None}),  # not checked is not unstable
-        cell(batch=128, stats={"drift_ratio": 7.5}),
+        cell(batch=128, stats={"drift_ratio": 7.5, "ci_above_target": True, "stopped_by": "budget"}),
         cell(batch=256, stats={"drift_ratio": float("nan")}),  # blocks of one call: cannot tell
+        cell(batch=512, stats={"drift_ratio": 9.0}),  # drifting, but its interval is still within the target
     ])
     ws = fairness_warnings(run)
     wide = by_code(ws, "ci-above-target")
-    assert wide.cells == ["torch fp32 224px b1"] and "--budget" in wide.fix
+    assert wide.cells == ["torch fp32 224px b1", "torch fp32 224px b128"] and "--budget" in wide.fix
     assert "±3.4%" in wide.message and "budget ran out" in wide.message
     assert by_code(ws, "noisy").cells == ["torch fp32 224px b2"] and "8%" in by_code(ws, "noisy").message
     assert by_code(ws, "cold-start").cells == ["torch fp32 224px b8"] and "25x" in by_code(ws, "cold-start").message

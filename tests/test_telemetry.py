@@ -211,3 +211,26 @@ def test_cpu_cells_have_no_telemetry_and_nan_columns(tmp_path):
     row = run.to_pandas().iloc[0]
     for col in ("power_w", "joules_per_image", "images_per_joule", "sm_clock_mhz", "temp_c", "gpu_util_pct"):
         assert math.isnan(row[col]), col
+
+
+def test_the_runs_other_workers_are_not_other_gpu_users(monkeypatch):
+    """Every runtime group's worker holds a context while the rounds run: siblings forked by the same fork server
+    (this process's parent) are rtbench's own, a process with another parent is not."""
+    me, server = os.getpid(), os.getppid()
+    monkeypatch.setattr(telemetry, "parent_of", lambda pid: {501: server, 502: server, 777: 1}.get(pid))
+    nvml = FakeNVML(procs=[[(me, 1), (501, 2**29), (502, 2**29), (777, 2**29)]])
+    seen = sampled(nvml, Ticks(0.0, 0.0, 1.0, 1.0), 0).summary()["gpu_processes"]
+    assert [p["pid"] for p in seen["others"]] == [777]
+
+
+def test_in_a_container_every_worker_of_the_run_is_allowed_for(monkeypatch):
+    procs = {"others": [{"pid": p} for p in range(5)], "pids_comparable": False}
+    monkeypatch.setenv(telemetry.OWN_CONTEXTS_ENV, "4")  # the runner and three runtime groups
+    assert telemetry.others_count(procs) == 1
+    monkeypatch.delenv(telemetry.OWN_CONTEXTS_ENV)
+    assert telemetry.others_count(procs) == 3
+
+
+def test_parent_of_reads_proc():
+    assert telemetry.parent_of(os.getpid()) == os.getppid()
+    assert telemetry.parent_of(2 ** 22 + 12345) is None  # no such process

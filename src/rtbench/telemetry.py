@@ -123,11 +123,12 @@ def compute_processes(nvml, handle) -> dict | None:
     procs = query(nvml.nvmlDeviceGetComputeRunningProcesses, handle)
     if procs is None:
         return None
-    # this process, its parent, and the run's own process (a worker's parent is the fork server)
+    # this process, its parent, the run's own process (a worker's parent is the fork server), and the run's other
+    # workers (forked by the same fork server): every runtime group's worker holds a context while rounds run
     ours = {os.getpid(), os.getppid(), int(os.environ.get(RUN_PID_ENV, "0") or 0)}
     others = []
     for p in procs:
-        if p.pid in ours:
+        if p.pid in ours or parent_of(p.pid) == os.getppid():
             continue
         used = getattr(p, "usedGpuMemory", None)
         others.append({"pid": int(p.pid), "used_mib": round(used / 2**20, 1) if isinstance(used, int) else None})
@@ -135,7 +136,17 @@ def compute_processes(nvml, handle) -> dict | None:
     return {"others": others, "pids_comparable": comparable}
 
 
-OWN_CONTEXTS = 2  # rtbench's own processes that may hold a context: the runner and a cell's worker
+OWN_CONTEXTS_ENV = "RTBENCH_OWN_CONTEXTS"  # set in workers: the run's process and one worker per runtime group
+OWN_CONTEXTS = 2  # without it: the runner and one worker
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of ``pid`` from /proc (None when it cannot be read, e.g. a pid of another namespace)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def others_count(procs: dict | None) -> int:
@@ -143,7 +154,8 @@ def others_count(procs: dict | None) -> int:
     if not procs:
         return 0
     n = len(procs.get("others") or [])
-    return n if procs.get("pids_comparable", True) else max(0, n - OWN_CONTEXTS)
+    own = int(os.environ.get(OWN_CONTEXTS_ENV, "0") or 0) or OWN_CONTEXTS
+    return n if procs.get("pids_comparable", True) else max(0, n - own)
 
 
 def _holds_context() -> bool:

@@ -242,12 +242,15 @@ def serve(conn, job: dict) -> None:
     faulthandler.enable()  # a fatal signal writes "Fatal Python error: ..." to the log before the process dies
     _exit_with_parent()
     os.environ[telemetry.RUN_PID_ENV] = str(job["run_pid"])  # the run's process is not "another GPU user"
+    sweep = Sweep.from_dict(job["sweep"])
+    groups = {(c.runtime, c.precision) for c in sweep.cells()}
+    os.environ[telemetry.OWN_CONTEXTS_ENV] = str(1 + len(groups))  # nor are the run's other workers
     if job["plugins"] is None:
         os.environ.pop(base.PLUGINS_ENV, None)
     else:
         os.environ[base.PLUGINS_ENV] = job["plugins"]
     t0 = time.perf_counter()
-    m = GroupMeasurer(Sweep.from_dict(job["sweep"]), job["runtime"], job["precision"], Path(job["workdir"]))
+    m = GroupMeasurer(sweep, job["runtime"], job["precision"], Path(job["workdir"]))
     group = m.setup()
     conn.send(("ready", {"pid": os.getpid(), "setup_s": time.perf_counter() - t0}, group))
     handlers = {"prepare": m.prepare, "block": m.block, "finish": m.finish}
