@@ -139,8 +139,12 @@ def test_rewarm_runs_untimed_calls_for_its_seconds_first():
     assert len(rt.calls) == 15 and b.seconds == pytest.approx(0.02)
 
 
-def test_a_call_longer_than_the_rewarm_gets_none():
+def test_a_call_longer_than_the_rewarm_still_gets_one_and_a_long_call_none():
+    # 50 ms calls, 20 ms of re-warm: one untimed call (its first call after another cell may redo per-shape work)
     b, rt = block(itertools.repeat(50.0), seconds=0.0, rewarm_s=0.02, per_call_ms=50.0)
+    assert b.rewarm_calls == 1 and len(rt.calls) == 2
+    # calls over REWARM_MAX_CALL_S: what a cold first call pays is a small share of it
+    b, rt = block(itertools.repeat(150.0), seconds=0.0, rewarm_s=0.02, per_call_ms=150.0)
     assert b.rewarm_calls == 0 and len(rt.calls) == 1
 
 

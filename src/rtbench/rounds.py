@@ -27,7 +27,7 @@ import numpy as np
 
 from rtbench import stats
 from rtbench.spec import Cell, TimingPolicy
-from rtbench.timing import Block, BlockSpec
+from rtbench.timing import REWARM_MAX_CALL_S, Block, BlockSpec
 
 MIN_BLOCK_S = 0.0  # a shortened block still times at least one call
 
@@ -101,7 +101,7 @@ class Schedule:
     def _planned_cost(self, u: Unit, block_s: float) -> float:
         """Seconds one block of ``u`` is expected to take with blocks of ``block_s``."""
         call = u.per_call_ms / 1e3
-        rewarm = self.policy.rewarm_s if call < self.policy.rewarm_s else 0.0
+        rewarm = max(self.policy.rewarm_s, call) if self.policy.rewarm_s > 0 and call < REWARM_MAX_CALL_S else 0.0
         return rewarm + max(block_s, call * self.policy.block_min_calls) + 0.002  # + messaging and the store
 
     def _fit_block_length(self) -> None:

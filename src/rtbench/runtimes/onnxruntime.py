@@ -72,7 +72,7 @@ class OnnxRuntime(Runtime):
         self.dtype = torch_dtype(precision)
         self.np_dtype = np.float16 if precision == "fp16" else np.float32
         self.search = sweep.option("cudnn_conv_algo_search", "EXHAUSTIVE")
-        self.session_cache: dict = {}
+        self.sessions: list = []
 
     def _providers(self, graph: bool) -> list:
         if not self.cuda:
@@ -81,20 +81,19 @@ class OnnxRuntime(Runtime):
         return [("CUDAExecutionProvider", opts), "CPUExecutionProvider"]
 
     def _inference_session(self, graph: bool = False):
-        """The group's session (dynamic shapes). A CUDA graph is bound to one set of buffers: one per cell.
+        """A session of the cell's own (its creation time is the cell's ``session_s``, measured by the caller).
 
-        Its creation time is part of the first cell's ``session_s`` (measured by the caller).
+        One per cell, not one per group: cells are measured interleaved, and a session whose input shape changes
+        from call to call redoes its per-shape work (memory plans, cuDNN descriptors and searches) on the first
+        call after each change; a CUDA graph is also bound to one set of buffers.
         """
-        if graph or "plain" not in self.session_cache:
-            sess = self.ort.InferenceSession(str(self.path), self.opts, providers=self._providers(graph))
-            want = self.provider if self.cuda else "CPUExecutionProvider"
-            got = sess.get_providers()
-            if got[0] != want:
-                raise RuntimeError(f"onnxruntime fell back to {got[0]} instead of {want}")
-            if graph:
-                return sess
-            self.session_cache["plain"] = sess
-        return self.session_cache["plain"]
+        sess = self.ort.InferenceSession(str(self.path), self.opts, providers=self._providers(graph))
+        want = self.provider if self.cuda else "CPUExecutionProvider"
+        got = sess.get_providers()
+        if got[0] != want:
+            raise RuntimeError(f"onnxruntime fell back to {got[0]} instead of {want}")
+        self.sessions.append(sess)
+        return sess
 
     def prepare(self, cell, x) -> Session:
         sess = self._inference_session(self.graph)
@@ -124,9 +123,7 @@ class OnnxRuntime(Runtime):
 
         idx = self.device_index
         xd = x.to(device=self.device, dtype=self.dtype).contiguous()
-        # the output shape, learnt once before timing (a graph session must only ever run bound buffers)
-        probe = self._inference_session().run([oname], {iname: x.numpy().astype(self.np_dtype)})[0]
-        yd = torch.empty(probe.shape, device=self.device, dtype=self.dtype)
+        yd = torch.empty(self._output_shape(sess, oname, iname, x), device=self.device, dtype=self.dtype)
         binding = sess.io_binding()
         binding.bind_input(iname, "cuda", idx, self.np_dtype, list(xd.shape), xd.data_ptr())
         binding.bind_output(oname, "cuda", idx, self.np_dtype, list(yd.shape), yd.data_ptr())
@@ -143,8 +140,17 @@ class OnnxRuntime(Runtime):
         return Session(call=call, fetch=lambda: host_fp32(yd), stream=self.stream,
                        info={**info, "cuda_graph": self.graph})
 
+    def _output_shape(self, sess, oname: str, iname: str, x) -> list[int]:
+        """The output's shape for input ``x``: from the model when only the batch is symbolic, else from one run of
+        a plain session (a graph session must only ever run bound buffers)."""
+        dims = list(sess.get_outputs()[0].shape)
+        if dims and all(isinstance(d, int) for d in dims[1:]):
+            return [int(x.shape[0]), *dims[1:]]
+        probe = sess if not self.graph else self._inference_session()
+        return list(probe.run([oname], {iname: x.numpy().astype(self.np_dtype)})[0].shape)
+
     def close(self) -> None:
-        self.session_cache.clear()
+        self.sessions.clear()
 
 
 @register
