@@ -216,3 +216,12 @@ def test_an_inconclusive_output_check_is_a_warning_not_a_mismatch():
     c.parity.update(unsure)
     w = by_code(fairness_warnings(make_run([cell(), c])), "parity-inconclusive")
     assert w.cells == ["torch fp32 224px b4"] and "another input passed" in w.message
+
+
+def test_launch_bound_is_judged_only_where_the_launch_time_can_tell():
+    from rtbench.engine import launch_bound
+
+    assert launch_bound(0.95, {}) is True and launch_bound(0.5, {}) is False
+    assert launch_bound(1.0, {"call_waits_for_gpu": True}) is None  # ONNX Runtime's Run waits for the GPU
+    run = make_run([cell(stats={"launch_bound": None})])
+    assert "launch-bound" not in codes(fairness_warnings(run))

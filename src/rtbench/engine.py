@@ -42,6 +42,12 @@ def harness_cost() -> dict:
             "calls": int(len(x)), "loop_wall_ns": wall / len(x) * 1e9}
 
 
+def launch_bound(ratio: float, info: dict) -> bool | None:
+    """Whether the GPU waited for the host: the host's launch time is at least LAUNCH_BOUND of the GPU time. None
+    (not judged) for a call that waits for the GPU before returning: its launch time is the GPU time."""
+    return None if info.get("call_waits_for_gpu") else ratio >= LAUNCH_BOUND
+
+
 def parity_status(par: dict) -> tuple[Status, str | None]:
     """``mismatch`` (with the reason) only when the outputs failed the check; an inconclusive check leaves the
     cell ``ok`` and is reported as a fairness warning (the timings are valid, the check could not judge)."""
@@ -255,7 +261,7 @@ class Engine:
         if launch:
             ratio = float(np.median(np.concatenate(launch)) / np.median(primary)) if np.median(primary) > 0 else 0.0
             st["launch"] = {"median_ms": float(np.median(np.concatenate(launch))), "ratio": ratio}
-            st["launch_bound"] = ratio >= LAUNCH_BOUND
+            st["launch_bound"] = launch_bound(ratio, m.parts.get("info") or {})
         st["timed_s"] = float(sum(b.seconds for _, b in m.blocks))  # re-warm included
         st["rewarm_calls"] = int(sum(b.rewarm_calls for _, b in m.blocks))
         st["stopped_by"] = stopped_by

@@ -101,7 +101,9 @@ class OnnxRuntime(Runtime):
         info = {"threads": self.threads, "providers": sess.get_providers(), "onnx": self.path.name,
                 "tf32": self.precision == "tf32", "io_binding": cell.boundary == "compute"}
         if self.cuda:
-            info["cudnn_conv_algo_search"] = self.search
+            # Run returns once the GPU is done (ORT synchronises its stream): the launch time cannot tell whether
+            # the GPU waited for the host, so the cell is never judged launch-bound
+            info.update(cudnn_conv_algo_search=self.search, call_waits_for_gpu=True)
         host = x.numpy()  # the cell's fp32 host array itself (a view)
 
         if cell.boundary == "end-to-end":  # numpy in, numpy out: ORT does the copies inside the call
