@@ -119,6 +119,7 @@ def test_launch_bound_gpu_cells_are_flagged_with_the_fix():
 
 
 @pytest.mark.parametrize("schedule, code", [({"over_budget": True, "budget_s": 30}, "over-budget"),
+                                            ({"extended_s": 20.0, "budget_s": 70}, "over-budget"),
                                             ({"shortened": True, "block_s": 0.004}, "short-blocks"), ({}, None)])
 def test_a_budget_too_small_says_so(schedule, code):
     ws = codes(fairness_warnings(make_run([cell()], schedule=schedule)))

@@ -27,6 +27,7 @@ from rtbench.timing import Block, BlockSpec, HostClock, measure_once
 from rtbench.worker import Outcome, Worker, WorkerLost, is_oom, one_line  # noqa: F401  (re-exported)
 
 LAUNCH_BOUND = 0.85  # median launch time over median GPU time above which the GPU waited for the host
+ROUNDS_SHARE = 0.5  # the rounds get at least this share of the budget, even when set-up took the rest
 
 
 HARNESS = {"seconds": 0.2, "min_calls": 20_000, "warmup_s": 0.02}  # one block of null calls
@@ -176,14 +177,18 @@ class Engine:
                 for c in (c for c in self.sweep.cells() if (c.runtime, c.precision) == (rt, precision)):
                     if (u := self._prepare(group, c, stored.get(c.key), oom_at)) is not None:
                         units.append(u)
+            # set-up (a compile per shape, say) may take most of the budget: the rounds still get their share
+            floor = time.perf_counter() + ROUNDS_SHARE * self.sweep.policy.budget_s
+            extended = max(0.0, floor - self.deadline)
             self.schedule = Schedule(self.sweep.policy, units, self._measure, self._on_block, self._on_stop,
-                                     self.deadline, on_round=self.on_round)
+                                     self.deadline + extended, on_round=self.on_round)
             self.schedule.run()
         finally:
             for g in self.groups.values():
                 g.close()
         s = self.schedule
-        return {"block_s": s.block_s, "shortened": s.shortened, "over_budget": s.over_budget} if s else {}
+        return {"block_s": s.block_s, "shortened": s.shortened, "over_budget": s.over_budget,
+                "extended_s": extended} if s else {}
 
     # preparation --------------------------------------------------------------------------------------
     def _prepare(self, group: Group, cell: Cell, stored: dict | None, oom_at: dict[int, int]) -> Unit | None:

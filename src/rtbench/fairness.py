@@ -134,11 +134,18 @@ def _timing(run, cells) -> list[FairnessWarning]:
 
 
 def _schedule(run) -> list[FairnessWarning]:
-    """The run's budget could not hold even the minimum rounds, or forced shorter blocks."""
+    """Set-up took most of the budget (the rounds got half of it more), the minimum rounds did not fit even at one
+    call per block, or blocks were shortened to fit them."""
     s, p = run.schedule or {}, run.sweep.policy
+    budget = s.get("budget_s", p.budget_s)
+    if s.get("extended_s"):
+        return [FairnessWarning("over-budget", f"Set-up took most of the {budget:g} s budget, so the rounds were given "
+                                f"{s['extended_s']:.0f} s more (half the budget): the run took longer than asked.",
+                                "Give a larger --budget, or measure fewer runtimes or shapes (torch-compile and "
+                                "TensorRT build every shape in set-up).")]
     if s.get("over_budget"):
         return [FairnessWarning("over-budget", f"The {p.rounds} minimum rounds of every cell did not fit in the "
-                                f"{s.get('budget_s', p.budget_s):g} s budget even at one call per block: the run "
+                                f"{budget:g} s budget even at one call per block: the run "
                                 "took longer than asked.", "Measure fewer cells (runtimes, sizes, batches) or give "
                                 "a larger --budget.")]
     if s.get("shortened"):
