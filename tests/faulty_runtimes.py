@@ -17,6 +17,7 @@ from rtbench.runtimes.base import Runtime, Session, register
 
 FAULT_BATCH = 2
 LATE_S = 1.0  # fault-late-segv: how old a session is before it crashes
+SLOW_SETUP_S = 4.0  # slow-setup: seconds its set-up takes
 
 
 class _Faulty(Runtime):
@@ -138,6 +139,20 @@ class SetupSegfaults(_Faulty):
     def __init__(self, *args):
         super().__init__(*args)
         os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@register
+class SlowSetup(_Faulty):
+    """Never misbehaves, but its set-up takes SLOW_SETUP_S (a compile per shape, say)."""
+
+    name = "slow-setup"
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        time.sleep(SLOW_SETUP_S)
+
+    def faulty(self, cell) -> bool:
+        return False
 
 
 @register

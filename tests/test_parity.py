@@ -2,6 +2,7 @@
 depend on the input, and runtimes that claim fp32 while computing in a lower precision."""
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import types
@@ -166,6 +167,7 @@ def _statuses(tmp_path, monkeypatch, runtimes: str, device: str, size: int) -> d
     return {c.cell.runtime: (c.status, c.reason, c.parity) for c in run.cells}
 
 
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
 def test_downcasts_claiming_fp32_are_mismatch_and_real_fp32_runtimes_pass_on_the_cpu(tmp_path, monkeypatch):
     st = _statuses(tmp_path, monkeypatch, "torch,onnxruntime,openvino,torch-fp16-as-fp32,torch-bf16-as-fp32",
                    "cpu", 64)

@@ -122,6 +122,24 @@ def test_a_crash_in_the_rounds_fails_that_cell_keeps_its_rounds_and_the_group_go
     assert b1.info["worker_starts"] == 2  # the first worker died with batch 2's block
 
 
+def test_a_set_up_that_takes_the_budget_still_leaves_the_rounds_half_of_it(plugins, tmp_path):
+    """slow-setup spends 4 s of a 4 s budget before any round: the rounds still get 2 s (blocks of their normal
+    length, not one call), and the run says it took longer than asked."""
+    from dataclasses import replace
+
+    from faulty_runtimes import SLOW_SETUP_S
+    from rtbench.fairness import fairness_warnings
+
+    policy = replace(FAST, rounds=2, max_rounds=40, block_s=0.02, max_block_s=0.02)
+    run = rtbench.run(runtimes="slow-setup", sizes="32", batches="1", device="cpu", policy=policy, out=tmp_path,
+                      budget=SLOW_SETUP_S, report=False)
+    (c,) = run.cells
+    assert c.status == "ok" and run.schedule["extended_s"] > 0 and not run.schedule["shortened"]
+    assert c.stats["rounds"] > 2 and c.stats["timed_s"] > 0.5  # the rounds ran on, for about 2 s
+    w = [w for w in fairness_warnings(run) if w.code == "over-budget"]
+    assert w and "Set-up took most of the 4 s budget" in w[0].message
+
+
 def test_oom_rule_survives_interrupt_and_resume(plugins, tmp_path):
     """Ctrl-C right after the OOM cell; the resumed run (new workers) still skips the larger batch."""
 
