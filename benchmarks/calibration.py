@@ -106,6 +106,7 @@ def main() -> None:
     first = runs[0]
     device = first.env.get("gpu") if first.sweep.device.startswith("cuda") else first.env.get("cpu")
     cmd = "rtbench run " + " ".join(args) if args else "rtbench run"
+
     lines = ["# Calibration: two back-to-back runs", "",
              f"- **Date:** {started}",
              f"- **Machine:** {device} ({first.sweep.device}), {platform.node()}, {platform.platform()}",
@@ -113,7 +114,8 @@ def main() -> None:
              + (f" -- {' '.join(args)}`" if args else "`") + f" (each run: `{cmd} --out DIR/store`)",
              f"- **Sweep:** runtimes {', '.join(first.sweep.runtimes)}; sizes {', '.join(map(str, first.sweep.sizes))}; "
              f"batches {', '.join(map(str, first.sweep.batches))}; {', '.join(first.sweep.precisions)}; budget "
-             f"{first.sweep.policy.budget_s:g} s, at least {first.sweep.policy.rounds} rounds"]
+             f"{first.sweep.policy.budget_s:g} s, at least {first.sweep.policy.rounds} rounds",
+             f"- **Code:** rtbench {first.env.get('rtbench')} at commit {first.env.get('git_commit') or 'unknown'}"]
     for i, ((rid, wall, tail), r) in enumerate(zip(done, runs), 1):
         tb = r.time_breakdown()
         lines.append(f"- **Run {i}:** `{rid}`, {wall:.1f} s from process start to exit (inside `run()`: "

@@ -18,27 +18,25 @@ MIN_SIZE = 32
 DEFAULT_CELL_TIMEOUT_S = 600.0
 
 
-def check_cell_timeout(value) -> float:
-    """The per-cell timeout in seconds: a finite number above zero."""
+def _seconds(value, what: str, flag: str, example: float) -> float:
+    """``value`` as a finite number of seconds above zero; else a UserError naming the fix."""
     try:
         t = float(value)
     except (TypeError, ValueError):
         t = math.nan
     if not (math.isfinite(t) and t > 0):
-        raise UserError(f"cell timeout {value!r} is invalid: give a positive number of seconds, "
-                        f"e.g. --cell-timeout {DEFAULT_CELL_TIMEOUT_S:g}")
+        raise UserError(f"{what} {value!r} is invalid: give a positive number of seconds, e.g. {flag} {example:g}")
     return t
+
+
+def check_cell_timeout(value) -> float:
+    """The per-cell timeout in seconds: a finite number above zero."""
+    return _seconds(value, "cell timeout", "--cell-timeout", DEFAULT_CELL_TIMEOUT_S)
 
 
 def check_budget(value) -> float:
     """A run budget in seconds: a finite number above zero."""
-    try:
-        t = float(value)
-    except (TypeError, ValueError):
-        t = math.nan
-    if not (math.isfinite(t) and t > 0):
-        raise UserError(f"run budget {value!r} is invalid: give a positive number of seconds, e.g. --budget 300")
-    return t
+    return _seconds(value, "run budget", "--budget", 300)
 
 
 @dataclass(frozen=True)
