@@ -17,7 +17,7 @@ from rtbench.status import Status
 TESTS = Path(__file__).resolve().parent
 ENTRY_ENV = {"PYTHONPATH": os.pathsep.join([str(TESTS.parent / "src"), str(TESTS)]), "COLUMNS": "200"}
 TINY = ("--model", "entry_models:tiny_cnn", "--runtimes", "torch", "--sizes", "32", "--device", "cpu",
-        "--budget", "15", "--rounds", "3")
+        "--budget", "8", "--rounds", "3")
 
 
 def test_the_cli_takes_every_default_from_the_api():

@@ -195,7 +195,7 @@ def test_rtbench_run_prints_the_warnings_the_report_lists(cli, tmp_path):
     """A real tiny CPU run whose CI target cannot be met: 'ci-above-target' in the terminal and report.md alike."""
     import re
 
-    r = cli("run", "--runtimes", "torch", "--sizes", "32", "--batches", "1", "--device", "cpu", "--budget", "25",
+    r = cli("run", "--runtimes", "torch", "--sizes", "32", "--batches", "1", "--device", "cpu", "--budget", "12",
             "--rounds", "2", "--ci-target", "0.0001", "--out", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     terminal = re.findall(r"^warning (\S+):", r.stdout, flags=re.M)

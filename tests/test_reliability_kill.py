@@ -62,7 +62,7 @@ def test_sigkill_of_the_process_tree_then_resume_measures_every_cell_once(tmp_pa
     out = tmp_path / "out"
     db = out / "rtbench.sqlite"
     args = ["run", "--model", "resnet18", "--runtimes", "torch,onnxruntime", "--sizes", "32,64", "--batches", "1,2",
-            "--device", "cpu", "--rounds", "3", "--budget", "30", "--out", str(out)]
+            "--device", "cpu", "--rounds", "3", "--budget", "20", "--out", str(out)]
     proc = start(args, tmp_path)
     wait_for_rows(proc, db, "blocks", 5)  # part-way through the first round: every cell prepared, some measured
     os.killpg(proc.pid, signal.SIGKILL)  # the parent, the fork server and the workers, at once
@@ -78,7 +78,7 @@ def test_sigkill_of_the_process_tree_then_resume_measures_every_cell_once(tmp_pa
     assert status == "running"  # it never got to say otherwise
 
     r = subprocess.run([sys.executable, "-m", "rtbench", "run", "--resume", run_id, "--out", str(out),
-                        "--budget", "30"], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=ENV)
+                        "--budget", "20"], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     after = query(db, cells)
     keys = [row[1:5] for row in after]
@@ -163,7 +163,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 def test_two_rtbench_runs_into_one_store_at_once(tmp_path):
     args = ["run", "--runtimes", "sleep-1ms", "--sizes", "32,48", "--batches", "1,2", "--device", "cpu",
-            "--rounds", "2", "--budget", "20", "--out", str(tmp_path / "out")]
+            "--rounds", "2", "--budget", "10", "--out", str(tmp_path / "out")]
     dirs = [tmp_path / f"p{i}" for i in range(2)]
     procs = []
     for d in dirs:

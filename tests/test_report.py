@@ -167,7 +167,7 @@ def test_cli_report_formats_and_language(tmp_path, cli):
 @pytest.mark.slow
 def test_rtbench_run_writes_the_report(tmp_path, cli):
     r = cli("run", "--runtimes", "torch,onnxruntime", "--sizes", "32", "--batches", "1,2", "--device", "cpu",
-            "--budget", "20", "--rounds", "2", "--out", tmp_path)
+            "--budget", "12", "--rounds", "2", "--out", tmp_path)
     assert r.returncode == 0, r.stderr
     (run_dir,) = [p.parent for p in tmp_path.glob("*/report.md")]
     md = (run_dir / "report.md").read_text(encoding="utf-8")

@@ -191,7 +191,7 @@ def test_tensorrt_runtimes_are_unavailable_and_the_sweep_goes_on(tmp_path, cli):
 def test_entry_point_through_the_cli(cli, tmp_path):
     env = {"PYTHONPATH": f"{Path(rtbench.__file__).parents[1]}:{TESTS}"}
     ok = cli("run", "--model", "entry_models:tiny_cnn", "--runtimes", "torch,openvino", "--sizes", "32",
-             "--batches", "1", "--device", "cpu", "--budget", "15", "--rounds", "2", "--out", "out", env=env)
+             "--batches", "1", "--device", "cpu", "--budget", "8", "--rounds", "2", "--out", "out", env=env)
     assert ok.returncode == 0, ok.stderr
     bad = cli("run", "--model", "entry_models:nope", "--runtimes", "torch", "--sizes", "32", "--batches", "1",
               "--device", "cpu", "--out", "out", env=env)
