@@ -41,7 +41,7 @@ class Unit:
     estimates: dict[int, float] = field(default_factory=dict)  # round -> the round's estimate (ms)
     cost_s: float | None = None  # wall time of its last block as the scheduler saw it (messaging included)
     met: int = 0  # rounds in a row whose CI was within the target
-    stopped_by: str | None = None  # target, max_rounds, budget, or a failure status
+    stopped_by: str | None = None  # max_rounds, budget, target (settled when time ran out), or a failure status
     ref: object = None  # the caller's handle (the store's cell id)
 
     @property
@@ -55,9 +55,6 @@ class Unit:
 
     def rel_halfwidth(self) -> float:
         return stats.relative_halfwidth(list(self.estimates.values()))
-
-
-Outcome = object  # a failure answer of ``measure`` (rtbench.worker.Outcome); anything that is not a Block
 
 
 class Schedule:
@@ -95,7 +92,7 @@ class Schedule:
             r += 1
 
     # planning ---------------------------------------------------------------------------------------
-    def _spec(self, u: Unit) -> BlockSpec:
+    def _spec(self) -> BlockSpec:
         return BlockSpec(seconds=self.block_s, min_calls=self.policy.block_min_calls, rewarm_s=self.policy.rewarm_s)
 
     def _planned_cost(self, u: Unit, block_s: float) -> float:
@@ -170,7 +167,7 @@ class Schedule:
         if not u.active:
             return
         t0 = self.now()
-        got = self.measure(u, self._spec(u))
+        got = self.measure(u, self._spec())
         u.cost_s = self.now() - t0
         if not isinstance(got, Block):
             u.stopped_by = getattr(got, "status", "failed")
