@@ -30,6 +30,7 @@ def test_run_returns_a_run_with_one_row_per_cell(tmp_path):
     assert isinstance(run, rtbench.Run)
     assert run.status == "complete"
     assert (tmp_path / run.id / "report.md").exists()
+    assert not list((tmp_path / "cache").glob("refs-*"))  # the run's shared reference outputs are gone with it
     df = run.to_pandas()
     assert len(df) == 4
     assert not set(COLUMNS) - set(df.columns), set(COLUMNS) - set(df.columns)

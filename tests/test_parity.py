@@ -188,3 +188,28 @@ def test_downcasts_claiming_fp32_are_mismatch_and_cuda_graphs_pass_strict_fp32_o
         assert st[rt][0] == "ok" and st[rt][2]["verdict"] == "ok", st[rt]
     for rt in ("torch-fp16-as-fp32", "torch-bf16-as-fp32", "torch-tf32-as-fp32", "onnxruntime-tf32-as-fp32"):
         assert st[rt][0] == "mismatch" and st[rt][2]["verdict"] == "mismatch", st[rt]
+
+
+def test_the_references_are_computed_once_per_run_and_shared_by_its_workers(tmp_path, monkeypatch):
+    """The first runtime group to check a shape stores the references; the next reads them (same arrays)."""
+    from rtbench.spec import Sweep
+    from rtbench.worker import GroupMeasurer
+
+    calls = []
+    real = parity.reference
+    monkeypatch.setattr(parity, "reference", lambda *a: calls.append(1) or real(*a))
+    sweep = Sweep(model="entry_models:tiny_cnn", runtimes=("torch", "onnxruntime"), sizes=(32,), batches=(2,),
+                  device="cpu", policy=FAST)
+    got = {}
+    for rt in ("torch", "onnxruntime"):
+        m = GroupMeasurer(sweep, rt, "fp32", tmp_path, refs_dir=tmp_path / "refs")
+        assert m.setup() is None
+        (cell,) = [c for c in sweep.cells() if c.runtime == rt]
+        out = m.prepare(cell)
+        m.close()
+        assert out.parts["parity"]["verdict"] == "ok", out.parts["parity"]
+        got[rt] = m.refs[(32, 2)]
+    assert len(calls) == 2  # the reference and the control, once, by the first group
+    for a, b in zip(got["torch"], got["onnxruntime"]):
+        np.testing.assert_array_equal(a, b)
+    assert [p.name for p in (tmp_path / "refs").iterdir()] == ["ref-32-2.npz"]

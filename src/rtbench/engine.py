@@ -10,6 +10,7 @@ killed run resumes with the rounds it has and measures only what is missing.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,7 @@ class Group:
             self.close()
             e = self.engine
             try:
-                self.worker = Worker(e.sweep, self.runtime, self.precision, e.workdir, e.cell_timeout)
+                self.worker = Worker(e.sweep, self.runtime, self.precision, e.workdir, e.cell_timeout, e.refs_dir)
             except WorkerLost as lost:  # set-up crashed or hung: a new worker would do the same
                 self.failure = Outcome(lost.status, lost.reason)
                 return self.failure
@@ -162,6 +163,7 @@ class Engine:
         self.deadline = deadline if deadline is not None else time.perf_counter() + sweep.policy.budget_s
         self.groups: dict[tuple[str, str], Group] = {}
         self.schedule: Schedule | None = None
+        self.refs_dir = self.workdir / "cache" / f"refs-{run_id}"  # reference outputs shared by the run's workers
 
     def run(self) -> dict:
         """Measure every cell not yet final in the store; returns how the rounds went (for the run's record)."""
@@ -186,6 +188,7 @@ class Engine:
         finally:
             for g in self.groups.values():
                 g.close()
+            shutil.rmtree(self.refs_dir, ignore_errors=True)
         s = self.schedule
         return {"block_s": s.block_s, "shortened": s.shortened, "over_budget": s.over_budget,
                 "extended_s": extended} if s else {}

@@ -84,8 +84,9 @@ class GroupMeasurer:
     tried once more; a closed cell is prepared again (and warmed up again) at its next block.
     """
 
-    def __init__(self, sweep: Sweep, runtime: str, precision: str, workdir: Path):
+    def __init__(self, sweep: Sweep, runtime: str, precision: str, workdir: Path, refs_dir: Path | None = None):
         self.sweep, self.rt_name, self.precision, self.workdir = sweep, runtime, precision, Path(workdir)
+        self.refs_dir = refs_dir  # the run's reference outputs, shared by its workers (None: each computes its own)
         self.model = None
         self.runtime = None
         self.refs: dict = {}
@@ -129,12 +130,24 @@ class GroupMeasurer:
             live.session.close()
 
     def _references(self, x, cell: Cell) -> tuple[np.ndarray, np.ndarray]:
-        """The reference outputs for the cell's input and for the control input, once per (size, batch)."""
+        """The reference outputs for the cell's input and for the control input, once per (size, batch) and run:
+        the first worker to need them stores them in the run's ``refs_dir`` (random weights are seeded, so every
+        worker builds the same model), the others read them."""
         key = (cell.size, cell.batch)
-        if key not in self.refs:
-            m = self._model()
-            self.refs[key] = (parity.reference(m, x, cell.device),
-                              parity.reference(m, parity.control_input(x), cell.device))
+        if key in self.refs:
+            return self.refs[key]
+        path = self.refs_dir / f"ref-{cell.size}-{cell.batch}.npz" if self.refs_dir is not None else None
+        if path is not None and path.exists():
+            with np.load(path) as f:
+                self.refs[key] = (f["ref"], f["control"])
+            return self.refs[key]
+        m = self._model()
+        self.refs[key] = (parity.reference(m, x, cell.device), parity.reference(m, parity.control_input(x), cell.device))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.npz")
+            np.savez(tmp, ref=self.refs[key][0], control=self.refs[key][1])
+            tmp.replace(path)  # atomic: another worker never reads half a file
         return self.refs[key]
 
     # the three requests of the parent ------------------------------------------------------------------
@@ -250,7 +263,8 @@ def serve(conn, job: dict) -> None:
     else:
         os.environ[base.PLUGINS_ENV] = job["plugins"]
     t0 = time.perf_counter()
-    m = GroupMeasurer(sweep, job["runtime"], job["precision"], Path(job["workdir"]))
+    m = GroupMeasurer(sweep, job["runtime"], job["precision"], Path(job["workdir"]),
+                      Path(job["refs_dir"]) if job.get("refs_dir") else None)
     group = m.setup()
     conn.send(("ready", {"pid": os.getpid(), "setup_s": time.perf_counter() - t0}, group))
     handlers = {"prepare": m.prepare, "block": m.block, "finish": m.finish}
@@ -291,12 +305,14 @@ class WorkerLost(Exception):
 class Worker:
     """A worker process serving one runtime group. Raises WorkerLost when it crashes or hangs."""
 
-    def __init__(self, sweep: Sweep, runtime: str, precision: str, workdir: Path, timeout: float):
+    def __init__(self, sweep: Sweep, runtime: str, precision: str, workdir: Path, timeout: float,
+                 refs_dir: Path | None = None):
         ctx = worker_context()
         fd, self.log = tempfile.mkstemp(prefix="rtbench-worker-", suffix=".log")
         os.close(fd)
         self.conn, child = ctx.Pipe()
         job = {"sweep": sweep.to_dict(), "runtime": runtime, "precision": precision, "workdir": str(workdir),
+               "refs_dir": str(refs_dir) if refs_dir is not None else None,
                "plugins": os.environ.get(base.PLUGINS_ENV), "log": self.log, "run_pid": os.getpid()}
         t0 = time.perf_counter()
         self.proc = ctx.Process(target=serve, args=(child, job), name=f"rtbench-{runtime}-{precision}", daemon=True)
