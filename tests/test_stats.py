@@ -155,3 +155,10 @@ def test_throughput_is_batch_times_1000_over_ms():
     assert stats.throughput(4.0, 8) == pytest.approx(2000.0)
     assert stats.throughput(2.5, 1) == pytest.approx(400.0)
     assert math.isnan(stats.throughput(0.0, 4))
+
+
+def test_holm_adjusts_p_values_step_down():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 4*0.005, 3*0.01, 2*0.03, max(1*0.04, 0.06)
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert stats.holm([0.02]) == pytest.approx([0.02])  # one test: no correction

@@ -14,7 +14,10 @@ blocks measured far apart in time, in a shuffled order, are close to it; so:
   in time order (bias-corrected for short series), so a drifting cell gets the wide interval it has earned;
 - a speedup is paired: the runtime and the baseline ran in adjacent blocks of each round, the interval comes
   from the per-round log ratios, so drift common to both cancels (with every round paired, the point is the
-  ratio of the two cells' estimates).
+  ratio of the two cells' estimates);
+- cells that cannot be paired (another run's, say) are compared by Welch's test on their log round estimates,
+  each side's effective rounds as its sample size (``welch_log``); many such comparisons at once are corrected
+  with Holm's step-down method (``holm``).
 
 Schema-1 runs (one block per cell) keep the i.i.d. bootstrap interval they were stored with.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats as sps
@@ -173,22 +177,58 @@ def paired_speedup(baseline_rounds: dict, candidate_rounds: dict, confidence: fl
             "speedup_method": f"paired, {len(common)} rounds"}
 
 
+class Welch(NamedTuple):
+    """Welch's comparison of two cells' round estimates on the log scale: ``d`` is the mean log round estimate of
+    ``a`` minus that of ``b`` (so ``exp(d)`` is the ratio of their estimates), ``se`` its standard error, ``df``
+    the Welch-Satterthwaite degrees of freedom, ``n_a``/``n_b`` the effective rounds used as sample sizes."""
+
+    d: float
+    se: float
+    df: float
+    n_a: float
+    n_b: float
+
+    def half_width(self, confidence: float = CONFIDENCE) -> float:
+        """Half the two-sided ``confidence`` interval of ``d``."""
+        return float(sps.t.ppf(0.5 + confidence / 2, self.df)) * self.se
+
+
+def welch_log(a_rounds: dict, b_rounds: dict) -> Welch | None:
+    """Welch's test on the log round estimates of two cells measured independently (different runs, or rounds
+    that cannot be paired), each side's effective rounds (``effective_rounds``) as its sample size. None when
+    either side has fewer than two rounds."""
+    a, b = (np.log(np.array(list(r.values()), dtype=float)) for r in (a_rounds, b_rounds))
+    if len(a) < 2 or len(b) < 2:
+        return None
+    na, nb = effective_rounds(a), effective_rounds(b)
+    va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1)) if se > 0 else na + nb - 2
+    return Welch(float(a.mean() - b.mean()), se, df, na, nb)
+
+
 def unpaired_speedup(baseline_rounds: dict, candidate_rounds: dict, confidence: float = CONFIDENCE) -> dict | None:
     """Speedup from two cells' round estimates taken as independent: the ratio of their estimates, with Welch's
-    interval on the difference of the mean log round estimates (each side's effective rounds as its sample size).
-    For cells of different runs, whose rounds cannot be paired; wider than the paired interval when the two cells
-    drift together."""
-    b, c = (np.log(np.array(list(r.values()), dtype=float)) for r in (baseline_rounds, candidate_rounds))
-    if len(b) < 2 or len(c) < 2:
+    interval on the difference of the mean log round estimates (``welch_log``). For cells of different runs,
+    whose rounds cannot be paired; wider than the paired interval when the two cells drift together."""
+    w = welch_log(baseline_rounds, candidate_rounds)
+    if w is None:
         return None
-    nb, nc = effective_rounds(b), effective_rounds(c)
-    vb, vc = b.var(ddof=1) / nb, c.var(ddof=1) / nc
-    se = math.sqrt(vb + vc)
-    df = (vb + vc) ** 2 / (vb ** 2 / (nb - 1) + vc ** 2 / (nc - 1)) if se > 0 else nb + nc - 2
-    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
-    d = float(b.mean() - c.mean())
-    return {"speedup": math.exp(d), "speedup_low": math.exp(d - half), "speedup_high": math.exp(d + half),
+    half = w.half_width(confidence)
+    return {"speedup": math.exp(w.d), "speedup_low": math.exp(w.d - half), "speedup_high": math.exp(w.d + half),
             "speedup_method": "unpaired (Welch)"}
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values: a hypothesis is rejected at family-wise level alpha when its adjusted
+    p-value is at most alpha. Holds for any dependence between the tests."""
+    p = np.asarray(pvalues, dtype=float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(np.maximum.accumulate((m - np.arange(m)) * p[order]), 1.0)
+    out = np.empty(m)
+    out[order] = adjusted
+    return out
 
 
 def iid_speedup(baseline_ms, candidate_ms, trim: float = TRIM) -> dict:
