@@ -1,23 +1,17 @@
-"""The CLI parses and prints, the API decides: its defaults, its exit codes, `rtbench compare` and `rtbench peak`."""
+"""The CLI parses and prints, the API decides: its defaults, its exit codes and `rtbench peak` (`rtbench compare`:
+test_compare.py)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
 from rtbench import api
 from rtbench.status import Status
-
-TESTS = Path(__file__).resolve().parent
-ENTRY_ENV = {"PYTHONPATH": os.pathsep.join([str(TESTS.parent / "src"), str(TESTS)]), "COLUMNS": "200"}
-TINY = ("--model", "entry_models:tiny_cnn", "--runtimes", "torch", "--sizes", "32", "--device", "cpu",
-        "--budget", "8", "--rounds", "3")
 
 
 def test_the_cli_takes_every_default_from_the_api():
@@ -77,28 +71,6 @@ def test_a_run_where_no_cell_was_measured_exits_3_with_the_reason(cli, tmp_path)
     run_id = re.search(r"run id (\S+)", r.stderr).group(1)
     assert (tmp_path / "out" / run_id / "report.md").exists()  # stored and reported like any run
     assert api.not_measured(api.load(run_id, tmp_path / "out")).startswith("no cell was measured: 2 of 2")
-
-
-@pytest.mark.slow
-def test_compare_two_runs(cli, tmp_path):
-    ids = []
-    for batches in ("1,2", "2,4"):
-        r = cli("run", *TINY, "--batches", batches, "--out", "out", env=ENTRY_ENV)
-        assert r.returncode == 0, r.stderr[-2000:]
-        ids.append(re.search(r"run id (\S+)", r.stderr).group(1))
-    r = cli("compare", *ids, "--out", "out", env=ENTRY_ENV)
-    assert r.returncode == 0, r.stderr
-    assert f"{ids[1]} vs {ids[0]}" in r.stdout
-    rows = [[p.strip() for p in ln.split("│")[1:-1]] for ln in r.stdout.splitlines() if ln.count("│") > 3]
-    assert [row[:5] for row in rows] == [["torch", "fp32", "32", "2", "compute"]]  # the only cell both measured
-    a_ms, b_ms = (api.load(i, tmp_path / "out") for i in ids)
-    tm = [next(c.ms for c in run.cells if c.cell.batch == 2) for run in (a_ms, b_ms)]
-    assert rows[0][5:7] == [f"{tm[0]:.3f}", f"{tm[1]:.3f}"]
-    speedup, low, high = map(float, re.fullmatch(r"([\d.]+) \(([\d.]+)–([\d.]+)\)", rows[0][7]).groups())
-    assert speedup == pytest.approx(tm[0] / tm[1], abs=1e-3)  # B's speedup over A: the ratio of the estimates
-    assert low <= speedup <= high
-    r = cli("compare", ids[0], "nope", "--out", "out", env=ENTRY_ENV)
-    assert r.returncode == 2 and r.stderr.startswith("rtbench: error: unknown run id 'nope'"), r.stderr
 
 
 @pytest.mark.slow

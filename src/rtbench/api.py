@@ -1,4 +1,5 @@
-"""The Python API: ``rtbench.run(...)`` returns a Run; ``rtbench.load(run_id, out)`` reads one back."""
+"""The Python API: ``rtbench.run(...)`` returns a Run; ``rtbench.load(run_id, out)`` reads one back;
+``rtbench.compare(base, new)`` compares two runs cell by cell."""
 from __future__ import annotations
 
 import dataclasses
@@ -236,3 +237,19 @@ def not_measured(run: Run) -> str | None:
         return "no cell was measured: the run has no cells"
     (status, reason), n = Counter((c.status.value, c.reason) for c in run.cells).most_common(1)[0]
     return f"no cell was measured: {n} of {len(run.cells)} cells {status}: {reason or 'no reason recorded'}"
+
+
+def compare(base, new, out: str | Path = DEFAULT_OUT, threshold_pct: float = 5.0, allow_different=()):
+    """Compare run ``new`` with run ``base``: a DataFrame with one row per cell of either run.
+
+    Each side is a Run, a run id in ``out``, ``"PATH.sqlite:RUN_ID"`` or a run folder ``"DIR/RUN_ID"``. Columns:
+    the ratio NEW/BASE of the estimates with its 95% CI (Welch on the log round estimates with effective rounds),
+    the one-sided p-value of "beyond the threshold" and its Holm-adjusted value, the verdict (slower, faster, same,
+    inconclusive, now failed/mismatch/oom/timeout, not comparable, only in base/new, not compared), whether it
+    is a regression, the reason, both statuses and estimates. ``df.attrs`` holds the environment fields that
+    differ, whether the runs are comparable, and the gate's outcome. ``allow_different`` names fields that may
+    differ on purpose (e.g. ``["torch"]``).
+    """
+    from rtbench.comparison import comparison
+
+    return comparison(base, new, out, threshold_pct, allow_different).to_pandas()

@@ -1,7 +1,8 @@
 """The command line: arguments -> Sweep -> engine -> store -> report. It parses and prints; the API decides.
 
 Exit codes: 0 done; 2 bad input (one line naming the fix); 3 a run in which no cell could be measured (one
-line with the most common reason); 130 interrupted.
+line with the most common reason); ``compare --fail-on-regression``: 4 a regression, 5 inconclusive, 6 not
+comparable; 130 interrupted.
 """
 from __future__ import annotations
 
@@ -163,25 +164,83 @@ def report(run_id: str = typer.Argument(..., help="The run to render."),
 
 
 @app.command()
-def compare(run_a: str, run_b: str, out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP)):
-    """Compare two runs cell by cell: B's speedup over A (ratio of the estimates, 95% CI from both runs' rounds)."""
-    from rtbench import stats
-    from rtbench.results import Run
+def compare(
+    base: str = typer.Argument(..., help="The baseline: a run id in --out, STORE.sqlite:RUN_ID, or a run folder."),
+    new: str = typer.Argument(..., help="The run to judge, given the same ways."),
+    out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP),
+    threshold: Optional[str] = typer.Option(None, help="Percent a cell must move, with significance, to be called "
+                                            "slower or faster (default 5)."),
+    fail_on_regression: Optional[str] = typer.Option(None, help="Gate: exit 4 when a cell is a significant "
+                                                     "regression beyond PCT percent (5 inconclusive, 6 not comparable)."),
+    allow_different: str = typer.Option("", help="Comma-separated fields that may differ on purpose, e.g. torch."),
+    report_dir: Optional[str] = typer.Option(None, help="Where the report goes (default <out>/compare-BASE-NEW/, "
+                                             "<out> being NEW's store folder)."),
+    format: str = typer.Option("md,html", "--format", help="Comma-separated: md, html, json."),
+    lang: str = typer.Option("en", help="Report language: en or ru."),
+):
+    """Compare NEW with BASE cell by cell: verdicts with significance, and whether the runs are comparable at all."""
+    from rtbench.comparison import comparison, threshold_of
+    from rtbench.report import parse_formats
+    from rtbench.report.comparison import FORMATS, write_comparison
+    from rtbench.report.i18n import translator
 
-    a, b = Run.load(run_a, out), Run.load(run_b, out)
-    ca = {c.cell.key: c for c in a.cells if c.measured}
-    t = Table(title=f"{run_b} vs {run_a}: speedup > 1 means B is faster")
-    for col in ("runtime", "precision", "size", "batch", "boundary", "A ms", "B ms", "speedup (95% CI)"):
-        t.add_column(col)
-    for c in b.cells:
-        old = ca.get(c.cell.key)
-        if old is None or not c.measured:
-            continue
-        s = (stats.unpaired_speedup(old.round_ms, c.round_ms)
-             or stats.iid_speedup(old.samples_ms, c.samples_ms))  # rounds of two runs are never paired
-        t.add_row(*map(str, c.cell.key), f"{old.ms:.3f}", f"{c.ms:.3f}",
-                  f"{s['speedup']:.3f} ({s['speedup_low']:.3f}–{s['speedup_high']:.3f})")
-    console.print(t)
+    translator(lang)  # bad options fail before any store is read
+    fmts = parse_formats(format, FORMATS)
+    pct = threshold_of(threshold, fail_on_regression)
+    cmp = comparison(base, new, out, pct, allow_different)
+    gate = fail_on_regression is not None
+    if not gate:
+        print_comparison(cmp)
+    for f in cmp.fields if gate else []:
+        if f.blocking:
+            console.print(f"not comparable: {f.key}: {f.base} -> {f.new}", highlight=False, soft_wrap=True)
+    for c in (cmp.regressions + cmp.undecided) if gate else []:
+        console.print(cell_line(c), highlight=False, soft_wrap=True)
+    code = EXIT_GATE[cmp.outcome()] if gate else 0
+    console.print(summary_line(cmp) + (f" (exit {code})" if gate else ""), highlight=False, soft_wrap=True)
+    for path in write_comparison(cmp, report_dir, lang, fmts):
+        err.print(f"report: {path}", highlight=False, soft_wrap=True)
+    if code:
+        raise typer.Exit(code)
+
+
+EXIT_GATE = {"pass": 0, "regression": 4, "inconclusive": 5, "not comparable": 6}
+
+
+def cell_line(c) -> str:
+    """One line for a CI log: the cell, its verdict, NEW/BASE with its CI, and why."""
+    from rtbench.report.i18n import translator
+
+    ratio = f" x{c.timing.ratio:.3f} ({c.timing.low:.3f}-{c.timing.high:.3f})" if c.timing else ""
+    return f"{c.verdict}: {c.label}{ratio}: {c.reason(translator('en'))}"
+
+
+def summary_line(cmp) -> str:
+    """The comparison in one line: the outcome, the count of every verdict, the threshold and the method."""
+    counts = ", ".join(f"{n} {v}" for v, n in sorted(cmp.counts().items()))
+    head = {"pass": f"no significant regression beyond {cmp.threshold_pct:g}%",
+            "regression": f"{len(cmp.regressions)} regression(s) beyond {cmp.threshold_pct:g}%",
+            "inconclusive": f"{len(cmp.undecided)} cell(s) inconclusive at {cmp.threshold_pct:g}%",
+            "not comparable": "not comparable: " + ", ".join(dict.fromkeys(f.key for f in cmp.fields if f.blocking))
+            + " differ"}[cmp.outcome()]
+    return (f"{cmp.new.id} against {cmp.base.id}: {head}; cells: {counts}; 95% CI: Welch on log round estimates "
+            f"with effective rounds, Holm over {cmp.tested} cells")
+
+
+def print_comparison(cmp) -> None:
+    """The verdict table and the environment fields that differ, in the terminal."""
+    from rtbench.report.comparison import _cell_ms, _ratio
+
+    t = Table(title=f"{cmp.new.id} against {cmp.base.id}: NEW/BASE > 1 is slower (threshold {cmp.threshold_pct:g}%)")
+    for col in ("runtime", "precision", "size", "batch", "BASE ms", "NEW ms", "NEW/BASE (95% CI)", "verdict"):
+        t.add_column(col, no_wrap=col in ("runtime", "precision", "size", "batch"))
+    for c in cmp.cells:
+        style = "bold red" if c.regression else None
+        t.add_row(*map(str, c.key), _cell_ms(c.base), _cell_ms(c.new), _ratio(c), c.verdict, style=style)
+    (console if console.is_terminal else Console(width=200)).print(t)  # piped: the whole table, unwrapped
+    for f in cmp.fields:
+        effect = "NOT COMPARABLE" if f.blocking else "allowed" if f.speed and f.allowed else "shown only"
+        console.print(f"{f.key}: {f.base} -> {f.new} ({effect})", highlight=False, soft_wrap=True)
 
 
 @app.command("list")

@@ -11,14 +11,14 @@ DEFAULT_FORMATS = ("md", "html")
 REPORT_FILES = {"md": "report.md", "html": "report.html", "csv": "cells.csv", "json": "cells.json"}
 
 
-def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
+def parse_formats(formats: str | Iterable[str], choices: tuple[str, ...] = FORMATS) -> tuple[str, ...]:
     """'md,html' (or an iterable) -> a tuple of known formats; an unknown one raises UserError naming the choices."""
     items = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats)]
     items = [f for f in items if f]
-    bad = [f for f in items if f not in FORMATS]
+    bad = [f for f in items if f not in choices]
     if bad or not items:
         raise UserError(f"unknown report format {', '.join(bad) or '(none)'!s}: use a comma-separated list of "
-                        f"{', '.join(FORMATS)}, e.g. --format md,html")
+                        f"{', '.join(choices)}, e.g. --format md,html")
     return tuple(dict.fromkeys(items))
 
 

@@ -301,6 +301,149 @@ MESSAGES: dict[str, dict[str, str]] = {
                              "checking their accuracy.",
                        "ru": "Ячейки с ⚠ не прошли сверку выходов: не используйте эти конфигурации без проверки "
                              "точности."},
+    # comparison of two runs (rtbench compare)
+    "cmp_title": {"en": "rtbench comparison — {new} against {base}", "ru": "Сравнение rtbench — {new} относительно {base}"},
+    "cmp_run_line": {"en": "**{side}**: run `{id}` of `{source}`, `{model}` on {device}, boundary {boundary}, "
+                           "{created}, status **{status}**.",
+                     "ru": "**{side}**: запуск `{id}` из `{source}`, `{model}` на {device}, граница {boundary}, "
+                           "{created}, статус **{status}**."},
+    "cmp_h_verdict": {"en": "Verdict", "ru": "Итог"},
+    "cmp_outcome_pass": {"en": "No cell is a significant regression beyond {t:g}%.",
+                         "ru": "Ни одна ячейка не стала значимо медленнее более чем на {t:g}%."},
+    "cmp_outcome_regression": {"en": "**{n} regression(s)** beyond {t:g}%: slower with significance, or ok in BASE and "
+                                     "failed, mismatch, oom or timeout in NEW.",
+                               "ru": "**Регрессий: {n}** сверх {t:g}%: значимо медленнее, либо ok в BASE и failed, "
+                                     "mismatch, oom или timeout в NEW."},
+    "cmp_outcome_inconclusive": {"en": "No significant regression beyond {t:g}%, but {n} cell(s) could still be one: "
+                                       "their intervals are too wide to decide.",
+                                 "ru": "Значимых регрессий сверх {t:g}% нет, но {n} ячейк(и) ещё могут ими оказаться: "
+                                       "их интервалы слишком широки, чтобы решить."},
+    "cmp_outcome_not_comparable": {"en": "**Not comparable**: the runs differ in fields that change speed ({keys}; "
+                                         "see Environment), so the verdicts below are for information only. "
+                                         "`--allow-different {keys}` accepts these differences on purpose.",
+                                   "ru": "**Несравнимо**: запуски различаются в полях, влияющих на скорость ({keys}; "
+                                         "см. «Окружение»), поэтому вердикты ниже — только для сведения. "
+                                         "`--allow-different {keys}` принимает эти различия намеренно."},
+    "cmp_counts": {"en": "Cells: {counts}.", "ru": "Ячейки: {counts}."},
+    "cmp_h_method": {"en": "Method", "ru": "Методология"},
+    "cmp_m_ratio": {"en": "Ratio = NEW / BASE of the cells' estimates (geometric means of their round estimates): "
+                          "above 1 is slower.",
+                    "ru": "Отношение = NEW / BASE оценок ячеек (геометрических средних оценок раундов): больше 1 — "
+                          "медленнее."},
+    "cmp_m_ci": {"en": "95% CI: Welch's interval on the log round estimates, each run's effective rounds (rounds "
+                       "discounted for their autocorrelation) as its sample size; rounds of two runs are never paired.",
+                 "ru": "95% ДИ: интервал Уэлча по логарифмам оценок раундов, объём выборки каждого запуска — его "
+                       "эффективное число раундов (с поправкой на автокорреляцию); раунды двух запусков не "
+                       "сопоставляются попарно."},
+    "cmp_m_verdicts": {"en": "Threshold {t:g}%: **slower** when the one-sided p-value of \"ratio above {up:.3f}\" is at "
+                             "most 2.5% after Holm's correction, **faster** the same below {down:.3f}, **same** when "
+                             "the 95% CI lies inside {down:.3f}–{up:.3f}, **inconclusive** otherwise, with about how "
+                             "many more rounds would decide (a CI's width scales as 1/√(effective rounds)).",
+                       "ru": "Порог {t:g}%: **медленнее** — если одностороннее p-значение гипотезы «отношение выше "
+                             "{up:.3f}» не больше 2,5% после поправки Холма, **быстрее** — то же ниже {down:.3f}, "
+                             "**без изменений** — если 95% ДИ лежит внутри {down:.3f}–{up:.3f}, иначе **не "
+                             "определено**, с оценкой, сколько ещё раундов нужно для решения (ширина ДИ убывает как "
+                             "1/√(эффективных раундов))."},
+    "cmp_m_holm": {"en": "Holm's correction over the {m} cells with an interval in both runs, on the one-sided "
+                         "p-values of \"beyond the threshold\" (family-wise 2.5%); for a single cell, slower means "
+                         "its 95% CI lies wholly above {up:.3f}.",
+                   "ru": "Поправка Холма по {m} ячейкам, у которых есть интервал в обоих запусках, на односторонние "
+                         "p-значения гипотезы «за порогом» (групповой уровень 2,5%); для одной ячейки «медленнее» "
+                         "означает, что её 95% ДИ целиком выше {up:.3f}."},
+    "cmp_m_status": {"en": "A cell ok in BASE and failed, mismatch, oom or timeout in NEW is a regression of its own "
+                           "kind. A cell with one round (schema-1 runs) has no interval from rounds: inconclusive, "
+                           "never judged by an i.i.d. bootstrap.",
+                     "ru": "Ячейка, которая была ok в BASE и стала failed, mismatch, oom или timeout в NEW, — "
+                           "регрессия особого рода. У ячейки с одним раундом (запуски схемы 1) нет интервала по "
+                           "раундам: не определено, без вердикта по i.i.d. бутстрепу."},
+    "cmp_h_env": {"en": "Environment", "ru": "Окружение"},
+    "cmp_env_same": {"en": "No recorded field differs between the runs.",
+                     "ru": "Ни одно записанное поле не различается между запусками."},
+    "cmp_env_note": {"en": "A difference in a field that changes speed makes the runs not comparable unless "
+                           "`--allow-different` names it; a field recorded in one run only cannot be compared and is "
+                           "only shown.",
+                     "ru": "Различие в поле, влияющем на скорость, делает запуски несравнимыми, если его не назвать в "
+                           "`--allow-different`; поле, записанное только в одном запуске, сравнить нельзя — оно "
+                           "только показано."},
+    "cmp_col_field": {"en": "Field", "ru": "Поле"},
+    "cmp_col_speed": {"en": "Changes speed", "ru": "Влияет на скорость"},
+    "cmp_col_effect": {"en": "Effect", "ru": "Следствие"},
+    "cmp_col_cells": {"en": "Cells", "ru": "Ячейки"},
+    "cmp_eff_blocking": {"en": "not comparable", "ru": "несравнимо"},
+    "cmp_eff_allowed": {"en": "allowed (--allow-different)", "ru": "разрешено (--allow-different)"},
+    "cmp_eff_shown": {"en": "shown only", "ru": "только показано"},
+    "cmp_eff_unrecorded": {"en": "recorded in one run only: shown only", "ru": "записано только в одном запуске: только показано"},
+    "cmp_not_recorded": {"en": "not recorded", "ru": "не записано"},
+    "cmp_yes": {"en": "yes", "ru": "да"},
+    "cmp_no": {"en": "no", "ru": "нет"},
+    "cmp_h_regressions": {"en": "Regressions", "ru": "Регрессии"},
+    "cmp_h_cells": {"en": "Cells in both runs", "ru": "Ячейки обоих запусков"},
+    "cmp_h_one_side": {"en": "Cells in one run only", "ru": "Ячейки только одного запуска"},
+    "cmp_col_ms_base": {"en": "BASE ms", "ru": "BASE мс"},
+    "cmp_col_ms_new": {"en": "NEW ms", "ru": "NEW мс"},
+    "cmp_col_ratio": {"en": "NEW/BASE (95% CI)", "ru": "NEW/BASE (95% ДИ)"},
+    "cmp_col_verdict": {"en": "Verdict", "ru": "Вердикт"},
+    "cmp_col_why": {"en": "Why", "ru": "Почему"},
+    "cmp_h_plots": {"en": "Before and after", "ru": "До и после"},
+    "cmp_plot_note": {"en": "Latency per call against batch size, one colour per input size; BASE dashed, NEW solid; "
+                            "error bars: 95% CI.",
+                      "ru": "Задержка вызова в зависимости от batch size, цвет — размер входа; BASE пунктиром, NEW "
+                            "сплошной; планки погрешностей: 95% ДИ."},
+    "cmp_p_title": {"en": "{runtime} {precision}: latency by batch, BASE and NEW",
+                    "ru": "{runtime} {precision}: задержка по batch, BASE и NEW"},
+    "cmp_p_label": {"en": "{side} {size} px", "ru": "{side} {size} px"},
+    "cmp_v_slower": {"en": "slower", "ru": "медленнее"},
+    "cmp_v_faster": {"en": "faster", "ru": "быстрее"},
+    "cmp_v_same": {"en": "same", "ru": "без изменений"},
+    "cmp_v_inconclusive": {"en": "inconclusive", "ru": "не определено"},
+    "cmp_v_now_failed": {"en": "now failed", "ru": "теперь failed"},
+    "cmp_v_now_mismatch": {"en": "now mismatch", "ru": "теперь mismatch"},
+    "cmp_v_now_oom": {"en": "now oom", "ru": "теперь oom"},
+    "cmp_v_now_timeout": {"en": "now timeout", "ru": "теперь timeout"},
+    "cmp_v_not_comparable": {"en": "not comparable", "ru": "несравнимо"},
+    "cmp_v_only_in_base": {"en": "only in BASE", "ru": "только в BASE"},
+    "cmp_v_only_in_new": {"en": "only in NEW", "ru": "только в NEW"},
+    "cmp_v_not_compared": {"en": "not compared", "ru": "не сравнивается"},
+    "cmp_why_slower": {"en": "95% CI {low:.3f}–{high:.3f} above {up:.3f}; Holm-adjusted p = {p:.2g} over {m} cells",
+                       "ru": "95% ДИ {low:.3f}–{high:.3f} выше {up:.3f}; p с поправкой Холма = {p:.2g} по {m} ячейкам"},
+    "cmp_why_faster": {"en": "95% CI {low:.3f}–{high:.3f} below {down:.3f}; Holm-adjusted p = {p:.2g} over {m} cells",
+                       "ru": "95% ДИ {low:.3f}–{high:.3f} ниже {down:.3f}; p с поправкой Холма = {p:.2g} по {m} ячейкам"},
+    "cmp_why_same": {"en": "95% CI {low:.3f}–{high:.3f} inside {down:.3f}–{up:.3f}",
+                     "ru": "95% ДИ {low:.3f}–{high:.3f} внутри {down:.3f}–{up:.3f}"},
+    "cmp_why_straddles": {"en": "95% CI {low:.3f}–{high:.3f} straddles a threshold ({down:.3f} or {up:.3f}); about "
+                                "{more_base} more round(s) in BASE and {more_new} in NEW would decide",
+                          "ru": "95% ДИ {low:.3f}–{high:.3f} пересекает порог ({down:.3f} или {up:.3f}); решить "
+                                "помогут примерно ещё {more_base} раунд(ов) в BASE и {more_new} в NEW"},
+    "cmp_why_straddles_far": {"en": "95% CI {low:.3f}–{high:.3f} straddles a threshold ({down:.3f} or {up:.3f}); "
+                                    "deciding would take over 100 times the rounds (the interval is wide for its "
+                                    "distance from the threshold)",
+                              "ru": "95% ДИ {low:.3f}–{high:.3f} пересекает порог ({down:.3f} или {up:.3f}); для "
+                                    "решения понадобилось бы более чем в 100 раз больше раундов (интервал широк для "
+                                    "своего расстояния до порога)"},
+    "cmp_why_not_after_holm": {"en": "95% CI {low:.3f}–{high:.3f} is beyond the threshold, but not significantly "
+                                     "after Holm's correction over {m} cells (adjusted p = {p:.2g}); about {more_base} "
+                                     "more round(s) in BASE and {more_new} in NEW would decide",
+                               "ru": "95% ДИ {low:.3f}–{high:.3f} за порогом, но незначимо после поправки Холма по {m} "
+                                     "ячейкам (p = {p:.2g}); решить помогут примерно ещё {more_base} раунд(ов) в BASE "
+                                     "и {more_new} в NEW"},
+    "cmp_why_not_after_holm_far": {"en": "95% CI {low:.3f}–{high:.3f} is beyond the threshold, but not significantly "
+                                         "after Holm's correction over {m} cells (adjusted p = {p:.2g}); deciding "
+                                         "would take over 100 times the rounds",
+                                   "ru": "95% ДИ {low:.3f}–{high:.3f} за порогом, но незначимо после поправки Холма по "
+                                         "{m} ячейкам (p = {p:.2g}); для решения понадобилось бы более чем в 100 раз "
+                                         "больше раундов"},
+    "cmp_why_one_round": {"en": "no interval from rounds ({base} round(s) in BASE, {new} in NEW; a schema-1 run keeps "
+                                "one): measure it again with rtbench run",
+                          "ru": "нет интервала по раундам (раундов в BASE: {base}, в NEW: {new}; запуск схемы 1 хранит "
+                                "один): измерьте заново через rtbench run"},
+    "cmp_why_statuses": {"en": "{base} in BASE, {new} in NEW: {reason}", "ru": "{base} в BASE, {new} в NEW: {reason}"},
+    "cmp_why_now_mismatch": {"en": "outputs now beyond the parity tolerance: {reason}",
+                             "ru": "выходы теперь вне допуска сверки: {reason}"},
+    "cmp_why_cell_differs": {"en": "{key} differs: {base} in BASE, {new} in NEW (--allow-different {key} accepts it)",
+                             "ru": "{key} различается: {base} в BASE, {new} в NEW (--allow-different {key} принимает "
+                                   "это)"},
+    "cmp_why_only_base": {"en": "in BASE only ({status})", "ru": "только в BASE ({status})"},
+    "cmp_why_only_new": {"en": "in NEW only ({status})", "ru": "только в NEW ({status})"},
 }
 
 
