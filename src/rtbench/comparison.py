@@ -150,7 +150,7 @@ class Comparison:
     @property
     def tested(self) -> int:
         """Cells with an interval on both sides: the family Holm's correction is over."""
-        return sum(c.timing is not None and c.verdict != "not comparable" for c in self.cells)
+        return sum(c.timing is not None for c in self.cells)
 
     @property
     def undecided(self) -> list[CellComparison]:

@@ -33,7 +33,9 @@ def verdict_name(verdict: str, _: Callable[..., str]) -> str:
 
 
 def _cell_ms(c: CellResult | None) -> str:
-    return "–" if c is None else _ms({"status": c.status.value, **c.stats})
+    if c is None or (c.measured and "ci_high_ms" not in c.stats):
+        return "–"
+    return _ms({"status": c.status.value, **c.stats})
 
 
 def _ratio(c: CellComparison) -> str:
@@ -184,7 +186,8 @@ def to_dict(cmp: Comparison) -> dict:
 
     return _plain({"base": side(cmp.base, cmp.base_source), "new": side(cmp.new, cmp.new_source),
                    "threshold_pct": cmp.threshold_pct, "ci_method": METHOD,
-                   "holm": {"cells": cmp.tested, "alpha_one_sided": ALPHA}, "comparable": cmp.comparable,
+                   "holm": {"cells": cmp.tested, "alpha_one_sided": ALPHA}, "allowed": list(cmp.allowed),
+                   "comparable": cmp.comparable,
                    "outcome": cmp.outcome(), "counts": cmp.counts(), "fields": [f.to_dict() for f in cmp.fields],
                    "cells": df.to_dict(orient="records")})
 
