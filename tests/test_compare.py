@@ -16,16 +16,8 @@ import pytest
 import rtbench
 from rtbench import stats
 from rtbench.comparable import check_allowed, run_differences
-from rtbench.comparison import (
-    ALPHA,
-    THRESHOLD_PCT,
-    check_threshold,
-    compare_runs,
-    judge,
-    more_rounds_factor,
-    threshold_of,
-    timing,
-)
+from rtbench.comparison import (ALPHA, THRESHOLD_PCT, check_threshold, compare_runs, judge, more_rounds_factor,
+                                threshold_of, timing)
 from rtbench.errors import UserError
 from rtbench.results import CellResult
 from rtbench.spec import Cell, TimingPolicy
@@ -229,7 +221,7 @@ def test_a_run_compared_with_itself_is_same_everywhere(runs):
 
 
 def test_a_ten_percent_slowdown_is_slower_with_the_ratio_inside_its_interval(runs):
-    out, r = runs
+    r = runs[1]
     df = rtbench.compare(r["1"], r["1.1"], allow_different=ALLOW)
     assert list(df["verdict"]) == ["slower"] * 3 and df["regression"].all()
     assert ((df["ratio_low"] <= 1.1) & (1.1 <= df["ratio_high"])).all(), df[["ratio", "ratio_low", "ratio_high"]]
@@ -238,7 +230,7 @@ def test_a_ten_percent_slowdown_is_slower_with_the_ratio_inside_its_interval(run
 
 
 def test_a_one_percent_slowdown_is_never_slower_at_five_percent(runs):
-    out, r = runs
+    r = runs[1]
     df = rtbench.compare(r["1"], r["1.01"], allow_different=ALLOW)
     assert set(df["verdict"]) <= {"same", "inconclusive"}, df[["ratio", "ratio_low", "ratio_high", "verdict"]]
 
@@ -320,7 +312,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(runs, cli, tmp_path):
         assert len(p.stderr.strip().splitlines()) == 1 and p.stderr.startswith("rtbench: error: " + start), p.stderr
 
 
-def test_run_folders_and_ambiguous_names(runs, tmp_path):
+def test_run_folders_and_ambiguous_names(runs, tmp_path, monkeypatch):
     out, r = runs
     folder = out / r["1"].id
     folder.mkdir(exist_ok=True)
@@ -329,15 +321,9 @@ def test_run_folders_and_ambiguous_names(runs, tmp_path):
     other = tmp_path / "elsewhere"
     shutil.copytree(out, other, ignore=shutil.ignore_patterns("compare-*"))
     (other / r["1"].id).mkdir(exist_ok=True)
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(other)
-    try:
-        with pytest.raises(UserError, match="is both a run folder"):
-            rtbench.compare(r["1"].id, r["1"].id, out=out)
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(other)  # the bare id is now also a run folder here, of another store
+    with pytest.raises(UserError, match="is both a run folder"):
+        rtbench.compare(r["1"].id, r["1"].id, out=out)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -351,7 +337,7 @@ def test_compare_html_is_self_contained_and_renders_in_chromium(runs, tmp_path):
     from rtbench.report.comparison import build, write_comparison
     from rtbench.report.i18n import translator
 
-    out, r = runs
+    r = runs[1]
     cmp = comparison(r["1"], r["1.1"], allow_different=ALLOW)
     files = write_comparison(cmp, tmp_path, formats="md,html")
     page = tmp_path / "compare.html"
@@ -376,6 +362,6 @@ def test_compare_html_is_self_contained_and_renders_in_chromium(runs, tmp_path):
 
 
 def test_python_api_is_the_function_even_after_the_module_is_imported():
-    import rtbench.comparison  # noqa: F401 - a submodule named ``compare`` would have replaced the function
+    import rtbench.comparison  # a submodule named ``compare`` would replace the function on import
 
     assert rtbench.compare is sys.modules["rtbench.api"].compare

@@ -5,7 +5,7 @@ cannot be paired, so the interval is Welch's on the log round estimates, each si
 discounted for their autocorrelation, ``stats.effective_rounds``) as its sample size (``stats.welch_log``).
 With a threshold T:
 
-- ``slower``: beyond 1+T with significance: the one-sided p-value of "ratio > 1+T" stays under 2.5% after Holm's
+- ``slower``: beyond 1+T with significance: the one-sided p-value of "ratio > 1+T" is at most 2.5% after Holm's
   correction over every cell compared (for a single cell: the 95% CI lies wholly above 1+T);
 - ``faster``: the same below 1/(1+T);
 - ``same``: the 95% CI lies inside [1/(1+T), 1+T];
@@ -25,12 +25,7 @@ from pathlib import Path
 from scipy import stats as sps
 
 from rtbench import run_source, stats
-from rtbench.comparable import (
-    FieldDiff,
-    cell_differences,
-    check_allowed,
-    run_differences,
-)
+from rtbench.comparable import FieldDiff, cell_differences, check_allowed, run_differences
 from rtbench.errors import UserError
 from rtbench.results import CellResult, Run
 from rtbench.status import Status
