@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
 
+from rtbench.comparison import THRESHOLD_PCT as DEFAULT_THRESHOLD_PCT
 from rtbench.errors import UserError
 from rtbench.results import Run
 from rtbench.spec import (DEFAULT_CELL_TIMEOUT_S, PRECISIONS, SEED_BATCHES, SEED_SIZES, Cell, Sweep, TimingPolicy,
@@ -239,7 +240,8 @@ def not_measured(run: Run) -> str | None:
     return f"no cell was measured: {n} of {len(run.cells)} cells {status}: {reason or 'no reason recorded'}"
 
 
-def compare(base, new, out: str | Path = DEFAULT_OUT, threshold_pct: float = 5.0, allow_different=()):
+def compare(base, new, out: str | Path = DEFAULT_OUT, threshold_pct: float = DEFAULT_THRESHOLD_PCT,
+            allow_different=()):
     """Compare run ``new`` with run ``base``: a DataFrame with one row per cell of either run.
 
     Each side is a Run, a run id in ``out``, ``"PATH.sqlite:RUN_ID"`` or a run folder ``"DIR/RUN_ID"``. Columns:

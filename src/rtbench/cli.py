@@ -169,9 +169,10 @@ def compare(
     new: str = typer.Argument(..., help="The run to judge, given the same ways."),
     out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP),
     threshold: Optional[str] = typer.Option(None, help="Percent a cell must move, with significance, to be called "
-                                            "slower or faster (default 5)."),
-    fail_on_regression: Optional[str] = typer.Option(None, help="Gate: exit 4 when a cell is a significant "
-                                                     "regression beyond PCT percent (5 inconclusive, 6 not comparable)."),
+                                            f"slower or faster (default {api.DEFAULT_THRESHOLD_PCT:g})."),
+    fail_on_regression: Optional[str] = typer.Option(None, metavar="PCT", help="Gate: exit 4 when a cell is a "
+                                                     "significant regression beyond PCT percent (5 inconclusive, 6 "
+                                                     "not comparable)."),
     allow_different: str = typer.Option("", help="Comma-separated fields that may differ on purpose, e.g. torch."),
     report_dir: Optional[str] = typer.Option(None, help="Where the report goes (default <out>/compare-BASE-NEW/, "
                                              "<out> being NEW's store folder)."),
