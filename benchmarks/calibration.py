@@ -31,12 +31,14 @@ from rtbench import stats  # noqa: E402
 from rtbench.results import BASELINE, Run  # noqa: E402
 
 
-def run_once(store: Path, args: list[str]) -> tuple[str, float, str]:
-    """One `rtbench run` in a fresh interpreter; its run id, wall seconds and last output lines."""
-    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+def run_once(store: Path, args: list[str], env: dict | None = None) -> tuple[str, float, str]:
+    """One `rtbench run` in a fresh interpreter (``env`` added to the environment, its PYTHONPATH after src and
+    before the caller's); its run id, wall seconds and last output lines."""
+    env = dict(env or {})
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), env.pop("PYTHONPATH", None), os.environ.get("PYTHONPATH")]))
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "rtbench", "run", "--out", str(store), *args], capture_output=True,
-                       text=True, env={**os.environ, "PYTHONPATH": path})
+                       text=True, env={**os.environ, **env, "PYTHONPATH": path})
     wall = time.perf_counter() - t0
     m = re.search(r"run id (\S+)", p.stderr)
     if p.returncode != 0 or not m:

@@ -12,31 +12,23 @@ store). Writes DIR/planted-check.md: date, machine, command, commit, and every c
 from __future__ import annotations
 
 import argparse
-import os
 import platform
-import re
-import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from calibration import run_once  # noqa: E402
 from compare_calibration import ROOT, commit, compare, fmt  # noqa: E402
 
 
 def run(store: Path, args: list[str], plant: str | None) -> str:
     """One `rtbench run` in a fresh interpreter, with the slowdown planted when ``plant`` is RUNTIME:FACTOR."""
-    path = os.pathsep.join(filter(None, [str(ROOT / "src"), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
+    env = {"PYTHONPATH": str(ROOT / "benchmarks")}
     if plant:
         env.update(RTBENCH_PLUGINS="planted_slowdown", RTBENCH_SLOWDOWN=plant)
-    p = subprocess.run([sys.executable, "-m", "rtbench", "run", "--out", str(store), *args], capture_output=True,
-                       text=True, env=env)
-    m = re.search(r"run id (\S+)", p.stderr)
-    if p.returncode != 0 or not m:
-        raise SystemExit(f"rtbench run failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    return m.group(1)
+    return run_once(store, args, env)[0]
 
 
 def main() -> None:

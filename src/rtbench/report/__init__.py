@@ -22,6 +22,27 @@ def parse_formats(formats: str | Iterable[str], choices: tuple[str, ...] = FORMA
     return tuple(dict.fromkeys(items))
 
 
+def write_documents(blocks, d: Path, fmts: tuple[str, ...], lang: str, files: dict[str, str]) -> list[Path]:
+    """Render report blocks into ``d``: ``files["md"]`` with ``images/*.png`` and/or ``files["html"]`` (images
+    embedded), as ``fmts`` asks; returns the files written."""
+    from rtbench.report.blocks import Image
+    from rtbench.report.html import to_html
+    from rtbench.report.markdown import to_markdown
+
+    written: list[Path] = []
+    if "md" in fmts:
+        (d / "images").mkdir(exist_ok=True)
+        for b in blocks:
+            if isinstance(b, Image):
+                (d / b.path).write_bytes(b.png)
+        written.append(d / files["md"])
+        written[-1].write_text(to_markdown(blocks), encoding="utf-8")
+    if "html" in fmts:
+        written.append(d / files["html"])
+        written[-1].write_text(to_html(blocks, lang), encoding="utf-8")
+    return written
+
+
 def write_report(run, *, lang: str = "en", formats: str | Iterable[str] = DEFAULT_FORMATS,
                  out_dir: Path | str | None = None) -> Path:
     """Write the report of a Run into ``<out>/<run-id>/`` (or ``out_dir``); returns the main file's path.
@@ -31,7 +52,6 @@ def write_report(run, *, lang: str = "en", formats: str | Iterable[str] = DEFAUL
     """
     from rtbench.report import document, export
     from rtbench.report.i18n import translator
-    from rtbench.report.markdown import to_markdown
 
     _ = translator(lang)
     fmts = parse_formats(formats)
@@ -43,20 +63,7 @@ def write_report(run, *, lang: str = "en", formats: str | Iterable[str] = DEFAUL
     df = run.to_pandas()
     written: list[Path] = []
     if "md" in fmts or "html" in fmts:
-        blocks = document.build(run, df, _)
-        if "md" in fmts:
-            images = d / "images"
-            images.mkdir(exist_ok=True)
-            for b in blocks:
-                if getattr(b, "kind", "") == "image":
-                    (d / b.path).write_bytes(b.png)
-            written.append(d / REPORT_FILES["md"])
-            written[-1].write_text(to_markdown(blocks), encoding="utf-8")
-        if "html" in fmts:
-            from rtbench.report.html import to_html
-
-            written.append(d / REPORT_FILES["html"])
-            written[-1].write_text(to_html(blocks, lang), encoding="utf-8")
+        written += write_documents(document.build(run, df, _), d, fmts, lang, REPORT_FILES)
     if "csv" in fmts:
         written.append(export.write_csv(df, d / REPORT_FILES["csv"]))
     if "json" in fmts:

@@ -15,7 +15,7 @@ import numpy as np
 
 from rtbench.comparison import ALPHA, METHOD, CellComparison, Comparison
 from rtbench.errors import UserError
-from rtbench.report import parse_formats
+from rtbench.report import parse_formats, write_documents
 from rtbench.report.blocks import Block, Bullets, Heading, Image, Para, Table
 from rtbench.report.export import _plain
 from rtbench.report.i18n import translator
@@ -205,20 +205,7 @@ def write_comparison(cmp: Comparison, out_dir: Path | str | None = None, lang: s
         raise UserError(f"cannot write the comparison to {d} ({e.strerror}): pass a writable --report-dir") from None
     written = []
     if "md" in fmts or "html" in fmts:
-        from rtbench.report.html import to_html
-        from rtbench.report.markdown import to_markdown
-
-        blocks = build(cmp, _)
-        if "md" in fmts:
-            (d / "images").mkdir(exist_ok=True)
-            for b in blocks:
-                if isinstance(b, Image):
-                    (d / b.path).write_bytes(b.png)
-            written.append(d / FILES["md"])
-            written[-1].write_text(to_markdown(blocks), encoding="utf-8")
-        if "html" in fmts:
-            written.append(d / FILES["html"])
-            written[-1].write_text(to_html(blocks, lang), encoding="utf-8")
+        written += write_documents(build(cmp, _), d, fmts, lang, FILES)
     if "json" in fmts:
         written.append(d / FILES["json"])
         written[-1].write_text(json.dumps(to_dict(cmp), indent=1, allow_nan=False, default=str), encoding="utf-8")
