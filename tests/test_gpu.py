@@ -60,6 +60,8 @@ def test_strict_fp32_turns_tf32_off_and_tf32_on(tmp_path):
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_half_precisions_within_tolerance(tmp_path, precision):
+    if precision == "fp16":  # a dependency of rtbench the GPU machine may lack; ONNX Runtime's fp16 cell is unsupported without it
+        pytest.importorskip("onnxconverter_common", reason="fp16 ONNX needs onnxconverter-common")
     df = sweep(tmp_path, "torch,onnxruntime", precision=precision)
     assert df.loc[("torch", precision)].status == "ok"
     ort = df.loc[("onnxruntime", precision)]
