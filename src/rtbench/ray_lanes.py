@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 
 from rtbench.errors import UserError
@@ -36,6 +37,8 @@ def _ray():
 def connect(address: str | None) -> None:
     """Join the Ray cluster at ``address`` (``auto``: the one this host belongs to), or start one on this host
     (None); a driver that is already connected stays as it is."""
+    if address is None:  # a cluster of this host alone: on the loopback address (Ray's switch, read at import)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = _ray()
     if ray.is_initialized():
         return
@@ -145,8 +148,6 @@ class RayWorker:
 
     def __init__(self, lane: RayLane, sweep, runtime: str, precision: str, workdir, timeout: float, refs_dir,
                  options: dict):
-        import os
-
         from rtbench.runtimes import base
 
         self.lane, self.dead, self.proc = lane, False, self  # the engine asks ``worker.proc.is_alive()``
