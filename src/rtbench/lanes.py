@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 
 from rtbench.errors import UserError
 
@@ -63,26 +64,34 @@ class Lane:
         pass
 
 
+# Lanes' threads share this process: its harness timing and peak matmuls (which switch TF32 on and off, a global
+# setting) and the fingerprint (which reads it) run one lane at a time.
+_MEASURING = threading.Lock()
+
+
 class _Cached(Lane):
     """A zoo's lane measures its harness cost, peaks and fingerprint once, for all the runs it serves."""
 
     @functools.cache
     def _harness(self) -> dict:
-        return super().harness()
+        with _MEASURING:
+            return super().harness()
 
     def harness(self) -> dict:
         return self._harness()
 
     @functools.cache
     def _peaks(self, device: str, precisions: tuple) -> dict:
-        return super().peaks(device, precisions)
+        with _MEASURING:
+            return super().peaks(device, precisions)
 
     def peaks(self, device: str, precisions) -> dict:
         return self._peaks(device, tuple(precisions))
 
     @functools.cache
     def _fingerprint(self, device: str) -> dict:
-        return super().fingerprint(device)
+        with _MEASURING:
+            return super().fingerprint(device)
 
     def fingerprint(self, device: str) -> dict:
         return self._fingerprint(device)
