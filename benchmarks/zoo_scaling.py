@@ -2,7 +2,8 @@
 
     python benchmarks/zoo_scaling.py --results DIR [--phases single,local,ray,interference,page]
         [--models resnet18,resnet50,...] [--runtimes torch,onnxruntime,torch-compile] [--precision fp16]
-        [--sizes 224] [--batches 1,8,32] [--budget 30] [--device cuda|cpu] [--lanes N] [--copy-to DIR]
+        [--sizes 224] [--batches 1,8,32] [--budget 20] [--device cuda|cpu] [--lanes N] [--copy-to DIR]
+        [--phase-timeout 570]
 
 Phases, each an `rtbench run` in a fresh process (its wall time from process start to exit), each with its own
 store, ONNX export cache and torch.compile caches (TORCHINDUCTOR_CACHE_DIR, TRITON_CACHE_DIR), so no phase
@@ -31,6 +32,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -76,17 +78,28 @@ def run_phase(phase: str, a, results: Path) -> dict:
     if phase == "ray":  # the cluster this run starts is this host's alone: on the loopback address
         env.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "rtbench", *args], capture_output=True, text=True, env=env)
+    with open(d / "stdout.txt", "w") as so, open(d / "stderr.txt", "w") as se:
+        p = subprocess.Popen([sys.executable, "-m", "rtbench", *args], stdout=so, stderr=se, env=env,
+                             start_new_session=True)
+        try:
+            code = p.wait(timeout=a.phase_timeout)
+        except subprocess.TimeoutExpired:  # Ctrl-C: the zoo is marked interrupted (resumable), then it ends
+            os.killpg(p.pid, signal.SIGINT)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+            code = f"stopped after {a.phase_timeout:g} s"
     wall = time.perf_counter() - t0
-    (d / "stdout.txt").write_text(p.stdout)
-    (d / "stderr.txt").write_text(p.stderr)
-    zoo_id = next((ln.split()[1].rstrip(":") for ln in p.stderr.splitlines() if ln.startswith("zoo zoo-")), None)
-    rec = {"phase": phase, "command": "rtbench " + shlex.join(args), "wall_s": wall, "returncode": p.returncode,
+    err = (d / "stderr.txt").read_text()
+    zoo_id = next((ln.split()[1].rstrip(":") for ln in err.splitlines() if ln.startswith("zoo zoo-")), None)
+    rec = {"phase": phase, "command": "rtbench " + shlex.join(args), "wall_s": wall, "returncode": code,
            "zoo": zoo_id, "host": socket.gethostname(), "finished": datetime.now(timezone.utc).isoformat()}
     (d / "phase.json").write_text(json.dumps(rec, indent=1))
-    print(f"{phase}: exit {p.returncode}, {wall:.1f} s, zoo {zoo_id}", flush=True)
-    if p.returncode != 0:
-        print(p.stderr[-3000:], file=sys.stderr)
+    print(f"{phase}: exit {code}, {wall:.1f} s, zoo {zoo_id}", flush=True)
+    if code != 0:
+        print(err[-3000:], file=sys.stderr)
     return rec
 
 
@@ -179,7 +192,8 @@ def write_page(a, results: Path, argv: list[str]) -> Path | None:
         if got[ph] is None:
             continue
         rec, zoo = got[ph][0], got[ph][1] or {}
-        ratio = rec["wall_s"] / single[0]["wall_s"] if ph in ("local", "ray") else None
+        ratio = rec["wall_s"] / single[0]["wall_s"] if ph in ("local", "ray") and rec["returncode"] == 0 \
+            and single[0]["returncode"] == 0 else None
         lanes = len((zoo.get("result") or {}).get("lanes", []))
         rows.append([ph, f"`{rec['command']}`", rec["host"], str(lanes), f"{rec['wall_s']:.1f}",
                      f"{ratio:.3f}" + (" (target ≤ 0.55: " + ("met" if ratio <= TARGET else "**not met**") + ")")
@@ -219,10 +233,12 @@ def main() -> None:
     ap.add_argument("--precision", default="fp16")
     ap.add_argument("--sizes", default="224")
     ap.add_argument("--batches", default="1,8,32")
-    ap.add_argument("--budget", type=float, default=30.0, help="seconds per model run")
+    ap.add_argument("--budget", type=float, default=20.0, help="seconds per model run")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--lanes", type=int, default=None, help="GPUs (or CPU lanes) of the host; default: all")
     ap.add_argument("--copy-to", type=Path, default=None, help="copy the results folder here at the end ($OUT)")
+    ap.add_argument("--phase-timeout", type=float, default=570.0, help="seconds a phase may run before it is "
+                    "stopped (and marked so on the page): within one device command")
     a = ap.parse_args()
     if a.lanes is None:
         import torch

@@ -218,6 +218,11 @@ def report(run_id: str = typer.Argument(..., help="The run to render."),
 
     translator(lang)  # bad --lang / --format fail before the store is read
     fmts = parse_formats(format)
+    if run_id.startswith("zoo-"):  # a zoo: its own report (the runs' reports are rendered by their ids)
+        from rtbench.report.zoo import write_zoo_report
+
+        console.print(f"report: {write_zoo_report(run_id, out, fmts)}")
+        return
     path = write_report(Run.load(run_id, out), lang=lang, formats=fmts)
     for f in fmts:
         console.print(f"report: {path.parent / REPORT_FILES[f]}")

@@ -275,9 +275,10 @@ def serve(conn, job: dict) -> None:
     faulthandler.enable()  # a fatal signal writes "Fatal Python error: ..." to the log before the process dies
     _exit_with_parent()
     os.environ.update(job.get("env") or {})  # CUDA_VISIBLE_DEVICES of its GPU: before anything initialises CUDA
-    if job.get("cpus"):  # a lane's share of the cores: torch (and every runtime, which follows it) uses them all
+    if job.get("cpus"):  # a lane's share of the cores, and the same share of torch's threads (runtimes follow it)
+        share = len(job["cpus"]) / len(os.sched_getaffinity(0))
+        job = {**job, "threads": max(1, round(torch.get_num_threads() * share))}
         os.sched_setaffinity(0, job["cpus"])
-        job = {**job, "threads": len(job["cpus"])}
     m, info, group = start_group(job)
     conn.send(("ready", info, group))
     try:

@@ -207,7 +207,9 @@ def write_zoo_report(zoo_id: str, out: str | Path, fmts=("md", "html"), model_re
     parallel processes); returns the Markdown file's path."""
     from rtbench.report import write_documents
 
-    out = Path(out)
+    out, fmts = Path(out), tuple(f for f in fmts if f in FILES)
+    if not fmts:
+        raise UserError("a zoo's report is Markdown or HTML: use --format md,html (each run's report takes csv, json)")
     zoo = zoo_store.load(out, zoo_id)
     if zoo is None:
         raise UserError(f"no zoo {zoo_id!r} in {out}: pass the --out folder the zoo was written to")
@@ -218,4 +220,4 @@ def write_zoo_report(zoo_id: str, out: str | Path, fmts=("md", "html"), model_re
             p.communicate()
     d = out / zoo_id
     d.mkdir(parents=True, exist_ok=True)
-    return write_documents(build(zoo, load_runs(zoo, out)), d, tuple(fmts), "en", FILES)[0]
+    return write_documents(build(zoo, load_runs(zoo, out)), d, fmts, "en", FILES)[0]
