@@ -178,3 +178,29 @@ def test_a_killed_ray_worker_is_retried_and_a_killed_driver_leaves_the_zoo_resum
     assert set(kept) <= set(_query(db, blocks))  # every block stored before either kill is still there, unchanged
     assert {s for (s,) in _query(db, "SELECT status FROM cells")} == {"ok"}
     assert len(_query(db, "SELECT id FROM cells")) == 4  # the resumed run measured what was missing, nothing twice
+
+
+def test_the_report_compares_gpu_types_side_by_side_and_calls_overlapping_intervals_a_tie():
+    import pandas as pd
+
+    from rtbench.report.zoo import hardware_table, summary_table
+
+    def cells(*rows):
+        return pd.DataFrame([dict(zip(("runtime", "status", "ms", "ci_low_ms", "ci_high_ms", "images_per_joule"), r),
+                                  precision="fp16", size=224, batch=8, fps=8e3 / r[2], reason=None) for r in rows])
+
+    h200 = cells(("torch", "ok", 1.0, 0.98, 1.02, 50.0), ("onnxruntime", "ok", 0.8, 0.79, 0.81, 60.0),
+                 ("torch-compile", "mismatch", 0.5, 0.49, 0.51, 90.0))  # never the fastest: outputs differ
+    t4 = cells(("torch", "ok", 4.0, 3.8, 4.2, 9.0), ("onnxruntime", "ok", 4.1, 4.0, 4.3, 8.0))
+    runs = [({"role": "sweep", "model": "resnet50", "accelerator": acc}, None, df)
+            for acc, df in (("NVIDIA H200", h200), ("Tesla T4", t4))]
+    rows = summary_table(runs).rows
+    assert [r[1] for r in rows] == ["NVIDIA H200", "Tesla T4"]
+    assert rows[0][4] == "onnxruntime fp16" and rows[0][7] == "ahead of torch fp16 (1.25x)"
+    assert rows[1][4] == "torch fp16" and rows[1][7] == "tie with onnxruntime fp16 (intervals overlap)"
+    hw = hardware_table(runs)
+    assert hw.header[3:] == [f"{a}: {k}" for a in ("NVIDIA H200", "Tesla T4")
+                             for k in ("fastest", "ms (95% CI)", "FPS", "img/J")]
+    assert hw.rows == [["resnet50", "224x224", "8", "onnxruntime fp16", "0.80 ±0.01", "10000.0", "60.0",
+                        "torch fp16", "4.00 ±0.20", "2000.0", "9.0"]]
+    assert hardware_table(runs[:1]) is None  # one GPU type: nothing to put side by side

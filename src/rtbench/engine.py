@@ -124,8 +124,8 @@ class Group:
         return out
 
     def block(self, cell: Cell, spec: BlockSpec) -> Block | Outcome:
-        """One block; when the worker is lost on the way, the cell is tried again in a fresh worker, up to the
-        engine's ``max_retries`` times (0 for local workers: a crash there is the runtime's own)."""
+        """One block; when the worker is lost on the way (not timed out), the cell is tried again in a fresh worker,
+        up to the engine's ``max_retries`` times (0 for local workers: a crash there is the runtime's own)."""
         while True:
             if cell.key not in self.prepared:  # its worker died since: prepare it again in a fresh one
                 got = self.prepare(cell)
@@ -133,8 +133,8 @@ class Group:
             else:
                 got = self._ask("block", cell, spec)
             tried = self.retried.setdefault(cell.key, [])
-            if not self.lost or len(tried) >= self.engine.max_retries:
-                return got
+            if not self.lost or got.status is Status.TIMEOUT or len(tried) >= self.engine.max_retries:
+                return got  # a cell that outran the timeout would only do it again
             tried.append(got.reason)
 
     def finish(self, cell: Cell) -> dict:
