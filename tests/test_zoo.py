@@ -27,6 +27,7 @@ SRC = TESTS.parent / "src"
 MODELS = ("entry_models:tiny_cnn", "entry_models:fixed_48", "entry_models:fails_to_load")
 # a cluster of this host alone, on the loopback address (Ray's own switch, read when ray is imported)
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # nothing leaves this host
 GRID = {"runtimes": "torch,onnxruntime", "sizes": "32,48", "batches": "1", "device": "cpu"}
 
 

@@ -37,13 +37,16 @@ def _ray():
 def connect(address: str | None) -> None:
     """Join the Ray cluster at ``address`` (``auto``: the one this host belongs to), or start one on this host
     (None); a driver that is already connected stays as it is."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a benchmark sends nothing anywhere
     if address is None:  # a cluster of this host alone: on the loopback address (Ray's switch, read at import)
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = _ray()
     if ray.is_initialized():
         return
+    local = {"object_store_memory": 512 * 2**20} if address is None else {}  # results are small: keep /dev/shm free
     try:
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 **local)
     except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError: all mean the same fix
         raise UserError(f"--ray-address {address}: no Ray cluster there ({one_line(e)}): start one with `ray start "
                         "--head`, or leave --ray-address out to start one on this host") from None
