@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev,gpu,openvino,timm]'
+	$(PY) -m pip install -q -e '.[dev,gpu,openvino,timm,ray]'
 	touch $@
 
 run: setup

@@ -54,3 +54,8 @@ class _Nhwc(nn.Module):
 
 def nhwc_cnn() -> nn.Module:
     return _Nhwc()
+
+
+def fails_to_load() -> nn.Module:
+    """A model whose code fails when it is built (a zoo fails its cells only; a plain run calls it bad input)."""
+    raise RuntimeError("weights file missing (on purpose)")

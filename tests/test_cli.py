@@ -30,7 +30,7 @@ def test_the_cli_takes_every_default_from_the_api():
     d = json.loads(r.stdout)
     assert {k: d["run"][k] for k in ("model", "sizes", "batches", "precision", "device", "boundary", "weights",
                                      "out", "cell_timeout")} == {
-        "model": "timm:x", "sizes": "64,96", "batches": "2", "precision": "bf16", "device": "cuda:1",
+        "model": ["timm:x"], "sizes": "64,96", "batches": "2", "precision": "bf16", "device": "cuda:1",
         "boundary": "end-to-end", "weights": "pretrained", "out": "elsewhere", "cell_timeout": 42.0}
     assert d["report"]["out"] == d["compare"]["out"] == d["list"]["out"] == "elsewhere"
     assert d["list"]["device"] == d["env"]["device"] == d["peak"]["device"] == "cuda:1"

@@ -57,8 +57,9 @@ def make_sweep(model: str = DEFAULT_MODEL, runtimes: str | Iterable[str] | None 
                precision: str | Iterable[str] = DEFAULT_PRECISION, sizes: str | Iterable[int] = SEED_SIZES,
                batches: str | Iterable[int] = SEED_BATCHES, device: str = DEFAULT_DEVICE,
                boundary: str = DEFAULT_BOUNDARY, weights: str = DEFAULT_WEIGHTS, policy: TimingPolicy | None = None,
-               options: dict | None = None) -> Sweep:
-    """Validate every argument (errors name the fix) and build the Sweep."""
+               options: dict | None = None, load_model: bool = True) -> Sweep:
+    """Validate every argument (errors name the fix) and build the Sweep. ``load_model=False`` checks the model's
+    name only: in a zoo a model that fails to load fails its own cells (in the workers), not the whole run."""
     from rtbench.models import resolve
     from rtbench.runtimes import base
 
@@ -73,7 +74,9 @@ def make_sweep(model: str = DEFAULT_MODEL, runtimes: str | Iterable[str] | None 
     sweep = Sweep(model=model, runtimes=rts, precisions=precisions, sizes=parse_list(sizes, "sizes", int),
                   batches=parse_list(batches, "batches", int), device=dev, boundary=boundary, weights=weights,
                   policy=policy or default_policy(dev), options=tuple(sorted((options or {}).items())))
-    _check_model(resolve(sweep.model, sweep.weights))  # a bad model fails here, before anything is written
+    model = resolve(sweep.model, sweep.weights)
+    if load_model:
+        _check_model(model)  # a bad model fails here, before anything is written
     return sweep
 
 
@@ -128,7 +131,7 @@ def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, 
         resume: str | None = None, policy: TimingPolicy | None = None, options: dict | None = None,
         report: bool = True, on_start: Callable[[str, Sweep], None] | None = None,
         progress: Callable[[Cell, str], None] | None = None, cell_timeout: float = DEFAULT_CELL_TIMEOUT_S,
-        budget: float | None = None, on_round: Callable[[int, int], None] | None = None) -> Run:
+        budget: float | None = None, on_round: Callable[[int, int], None] | None = None, lane=None) -> Run:
     """Measure a sweep (or finish run ``resume``) into ``<out>/rtbench.sqlite`` and write its report.
 
     Each runtime group runs in a worker process; a cell that crashes its worker is stored as ``failed``,
@@ -137,7 +140,8 @@ def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, 
     ``budget_s``; a resumed run gets its budget afresh for what is left. ``progress(cell, status)`` is called
     as each cell ends, ``on_round(round, cells)`` as each round starts. A run in which no cell could be
     measured is returned too, not raised: it is stored and reported like any other, its cells' statuses and
-    reasons are the answer, and ``not_measured(run)`` says it in one line.
+    reasons are the answer, and ``not_measured(run)`` says it in one line. ``lane`` (rtbench.lanes) says where
+    the workers run and where the environment and peaks are read: one GPU of the host, a Ray placement (a zoo).
     """
     t_start = time.perf_counter()
     phases: dict[str, float] = {}  # wall-clock seconds of the run's own work, stored with the run
@@ -148,7 +152,8 @@ def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, 
     cell_timeout = check_cell_timeout(cell_timeout)
     budget = check_budget(budget) if budget is not None else None
     out = Path(out)
-    start_fork_server()  # the workers' fork server imports torch and rtbench meanwhile
+    if lane is None or lane.forks:
+        start_fork_server()  # the workers' fork server imports torch and rtbench meanwhile
 
     @contextmanager
     def phase(name: str):
@@ -168,25 +173,27 @@ def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, 
         sweep, run_id, peak = Sweep.from_dict(r["sweep"]), resume, r["peak"]
     else:
         with phase("prepare_s"):
-            sweep = make_sweep(model, runtimes, precision, sizes, batches, device, boundary, weights, policy, options)
+            sweep = make_sweep(model, runtimes, precision, sizes, batches, device, boundary, weights, policy, options,
+                               load_model=lane is None)
             _check_writable(out)
     if budget is not None:
         sweep = dataclasses.replace(sweep, policy=dataclasses.replace(sweep.policy, budget_s=budget))
     with phase("imports_s"):
-        from rtbench import engine, hardware
-        from rtbench.env import fingerprint
+        from rtbench import engine
+        from rtbench.lanes import Lane
+        lane = lane or Lane()
     if not resume:
         store = Store(out)
         run_id = new_run_id()
-        if not sweep.device.startswith("cuda"):  # CPU figures must not share the cores with the server's imports
-            with phase("fork_server_s"):
+        if lane.forks and not sweep.device.startswith("cuda"):  # CPU figures must not share the cores with the
+            with phase("fork_server_s"):                          # server's imports
                 wait_for_fork_server()
         with phase("harness_s"):
-            harness = engine.harness_cost()
+            harness = lane.harness()
         with phase("peaks_s"):
-            peak = hardware.peaks(sweep.device, sweep.precisions)
+            peak = lane.peaks(sweep.device, sweep.precisions)
         with phase("fingerprint_s"):
-            env = fingerprint(sweep.device)
+            env = lane.fingerprint(sweep.device)
         store.create_run(run_id, sweep.to_dict(), env, harness, peak)
     if on_start:
         on_start(run_id, sweep)
@@ -195,7 +202,8 @@ def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, 
         store.set_status(run_id, "running")
         deadline = t_start + sweep.policy.budget_s - report_reserve_s(len(sweep.cells()))
         with phase("cells_s"):
-            schedule = engine.Engine(sweep, store, run_id, out, peak, progress, cell_timeout, deadline, on_round).run()
+            schedule = engine.Engine(sweep, store, run_id, out, peak, progress, cell_timeout, deadline, on_round,
+                                     lane).run()
         store.set_schedule(run_id, {**schedule, "budget_s": sweep.policy.budget_s})
         status = "complete"
     finally:

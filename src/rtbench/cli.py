@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -34,8 +35,21 @@ def _csv(values) -> str:
 @app.command()
 def run(
     ctx: typer.Context,
-    model: str = typer.Option(api.DEFAULT_MODEL, help="resnet18 / torchvision:NAME, timm:NAME, path/to/model.onnx, "
-                              "or package.module:function returning an nn.Module (random weights)."),
+    model: List[str] = typer.Option([api.DEFAULT_MODEL], help="resnet18 / torchvision:NAME, timm:NAME, "
+                                    "path/to/model.onnx, or package.module:function returning an nn.Module (random "
+                                    "weights); repeated or comma-separated for a zoo (one run per model)."),
+    models_file: Optional[str] = typer.Option(None, help="A zoo's models, one --model value per line (# comments)."),
+    gpus: Optional[str] = typer.Option(None, help="A zoo on this host's GPUs: all, or indices like 0,1 (one "
+                                       "model at a time per GPU)."),
+    cpu_lanes: int = typer.Option(1, help="A zoo on a CPU: split the cores into this many lanes."),
+    executor: str = typer.Option("local", help="local, or ray (extra rtbench[ray]): the zoo on a Ray cluster."),
+    ray_address: Optional[str] = typer.Option(None, help="The Ray cluster: auto or HOST:PORT (default: start one "
+                                              "on this host)."),
+    max_retries: Optional[int] = typer.Option(None, help="A cell whose worker is lost is tried again this often "
+                                              "(default 1 on Ray, 0 locally)."),
+    interference: Optional[bool] = typer.Option(None, "--interference/--no-interference", help="Measure one "
+                                                "reference cell alone and with the other GPUs busy (default: on "
+                                                "with several lanes on one host)."),
     runtimes: str = typer.Option("", help="Comma-separated runtimes; default: every available one."),
     sizes: str = typer.Option(_csv(SEED_SIZES), help="Input sizes in pixels (square)."),
     batches: str = typer.Option(_csv(SEED_BATCHES), help="Batch sizes."),
@@ -60,6 +74,14 @@ def run(
     """Measure a sweep and write its report."""
     if resume:
         _resume_takes_no_grid(ctx)
+    if (len(model) > 1 or "," in model[0] or models_file or gpus or cpu_lanes != 1 or executor != "local"
+            or (resume or "").startswith("zoo-")):
+        return run_zoo(model, models_file, gpus, cpu_lanes, executor, ray_address, max_retries, interference,
+                       runtimes=runtimes, sizes=sizes, batches=batches, precision=precision, device=device,
+                       boundary=boundary, weights=weights, out=out, resume=resume, budget=budget, rounds=rounds,
+                       ci_target=ci_target, compile_mode=compile_mode, cudnn_search=cudnn_search,
+                       cell_timeout=cell_timeout)
+    model = model[0]
     options = {k: v for k, v in (("compile_mode", compile_mode), ("cudnn_conv_algo_search", cudnn_search)) if v}
     policy = api.policy_with(device, rounds=rounds, ci_target=ci_target)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -100,6 +122,44 @@ def run(
     if why := api.not_measured(r):
         err.print(f"rtbench: {why}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_NOT_MEASURED)
+
+
+def run_zoo(models, models_file, gpus, cpu_lanes, executor, ray_address, max_retries, interference, *, runtimes,
+            sizes, batches, precision, device, boundary, weights, out, resume, budget, rounds, ci_target,
+            compile_mode, cudnn_search, cell_timeout) -> None:
+    """Several models (or several GPUs, or Ray): one run per model and GPU type, and the zoo's report."""
+    from rtbench.lanes import parse_gpus
+    from rtbench.zoo import Zoo, parse_models
+    from rtbench.zoo import run_zoo as measure
+
+    if resume:
+        zoo = Zoo(models=(), grid={}, executor=executor, ray_address=ray_address)
+    else:
+        options = {k: v for k, v in (("compile_mode", compile_mode), ("cudnn_conv_algo_search", cudnn_search)) if v}
+        policy = api.policy_with(device, rounds=rounds, ci_target=ci_target)
+        grid = {"runtimes": runtimes or None, "precision": precision, "sizes": sizes, "batches": batches,
+                "device": device, "boundary": boundary, "weights": weights, "options": options}
+        zoo = Zoo(parse_models(models, models_file), grid, policy.to_dict() if policy else None, budget, cell_timeout,
+                  executor, parse_gpus(gpus), cpu_lanes, ray_address, max_retries, interference)
+    state = {}
+    try:
+        z = measure(zoo, out, resume=resume, progress=lambda line: err.print(line, highlight=False, soft_wrap=True),
+                    on_start=lambda zid: state.setdefault("id", zid))
+    except KeyboardInterrupt:
+        err.print(f"interrupted: zoo {state.get('id')} marked interrupted. Finish it with: rtbench run --resume "
+                  f"{state.get('id')} --out {out}", soft_wrap=True)
+        raise typer.Exit(130)
+    except RuntimeError as e:
+        err.print(f"rtbench: zoo {state.get('id')} stopped ({e}); finish it with: rtbench run --resume "
+                  f"{state.get('id')} --out {out}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    t = Table(title=f"zoo {z['id']} ({z['status']}, {z['result'].get('wall_s', 0):.1f} s)")
+    for col in ("model", "role", "measured on", "lane", "run id"):
+        t.add_column(col, no_wrap=col == "run id")
+    for r in z["runs"]:
+        t.add_row(r["model"], r["role"], r["accelerator"], r["lane"], r["run_id"])
+    (console if console.is_terminal else Console(width=200)).print(t)
+    console.print(f"report: {Path(out) / z['id'] / 'zoo.md'}")
 
 
 def print_warnings(r) -> None:
@@ -158,6 +218,11 @@ def report(run_id: str = typer.Argument(..., help="The run to render."),
 
     translator(lang)  # bad --lang / --format fail before the store is read
     fmts = parse_formats(format)
+    if run_id.startswith("zoo-"):  # a zoo: its own report (the runs' reports are rendered by their ids)
+        from rtbench.report.zoo import write_zoo_report
+
+        console.print(f"report: {write_zoo_report(run_id, out, fmts)}")
+        return
     path = write_report(Run.load(run_id, out), lang=lang, formats=fmts)
     for f in fmts:
         console.print(f"report: {path.parent / REPORT_FILES[f]}")

@@ -78,6 +78,8 @@ class Group:
         self.failure: Outcome | None = None  # the group cannot run at all (unavailable, setup failed, ...)
         self.started = 0  # workers started so far
         self.asked: Worker | None = None  # the worker of the last request
+        self.lost = False  # the last request lost its worker (crash, timeout, a lost node)
+        self.retried: dict[tuple, list[str]] = {}  # cell -> why its worker was lost, for each retry
     def _worker(self) -> Worker | Outcome:
         if self.failure is not None:
             return self.failure
@@ -85,7 +87,7 @@ class Group:
             self.close()
             e = self.engine
             try:
-                self.worker = Worker(e.sweep, self.runtime, self.precision, e.workdir, e.cell_timeout, e.refs_dir)
+                self.worker = e.new_worker(e.sweep, self.runtime, self.precision, e.workdir, e.cell_timeout, e.refs_dir)
             except WorkerLost as lost:  # set-up crashed or hung: a new worker would do the same
                 self.failure = Outcome(lost.status, lost.reason)
                 return self.failure
@@ -99,11 +101,12 @@ class Group:
         w = self._worker()
         if isinstance(w, Outcome):
             return w
-        self.asked = w
+        self.asked, self.lost = w, False
         try:
             return w.request(what, *args, timeout=self.engine.cell_timeout)
         except WorkerLost as lost:
             self.close()
+            self.lost = True
             return Outcome(lost.status, lost.reason)
 
     def prepare(self, cell: Cell) -> Outcome:
@@ -116,14 +119,23 @@ class Group:
             info["worker_pid"] = self.asked.pid
             if fresh:  # process start + imports: not part of any timing, kept for the record
                 info["worker_start_s"] = self.asked.start_s
+            if placement := getattr(self.asked, "placement", None):  # its host and GPU
+                info["placement"] = placement
         return out
 
     def block(self, cell: Cell, spec: BlockSpec) -> Block | Outcome:
-        if cell.key not in self.prepared:  # its worker died since: prepare it again in a fresh one
-            again = self.prepare(cell)
-            if again.status is not Status.MEASURING:
-                return again
-        return self._ask("block", cell, spec)
+        """One block; when the worker is lost on the way (not timed out), the cell is tried again in a fresh worker,
+        up to the engine's ``max_retries`` times (0 for local workers: a crash there is the runtime's own)."""
+        while True:
+            if cell.key not in self.prepared:  # its worker died since: prepare it again in a fresh one
+                got = self.prepare(cell)
+                got = self._ask("block", cell, spec) if got.status is Status.MEASURING else got
+            else:
+                got = self._ask("block", cell, spec)
+            tried = self.retried.setdefault(cell.key, [])
+            if not self.lost or got.status is Status.TIMEOUT or len(tried) >= self.engine.max_retries:
+                return got  # a cell that outran the timeout would only do it again
+            tried.append(got.reason)
 
     def finish(self, cell: Cell) -> dict:
         """Close the cell's session; its telemetry ({} when the worker is gone or has none)."""
@@ -155,13 +167,16 @@ class Engine:
     def __init__(self, sweep: Sweep, store: Store, run_id: str, workdir: Path, peak: dict,
                  progress: Callable[[Cell, str], None] | None = None,
                  cell_timeout: float = DEFAULT_CELL_TIMEOUT_S, deadline: float | None = None,
-                 on_round: Callable[[int, int], None] | None = None):
+                 on_round: Callable[[int, int], None] | None = None, lane=None):
         self.sweep, self.store, self.run_id, self.workdir, self.peak = sweep, store, run_id, Path(workdir), peak
         self.progress = progress or (lambda cell, status: None)
         self.on_round = on_round
         self.cell_timeout = check_cell_timeout(cell_timeout)
         self.deadline = deadline if deadline is not None else time.perf_counter() + sweep.policy.budget_s
         self.groups: dict[tuple[str, str], Group] = {}
+        # where workers run: this host as it is, or a lane of a zoo (one GPU of the host, a Ray placement)
+        self.new_worker = lane.worker if lane is not None else Worker
+        self.max_retries = lane.max_retries if lane is not None else 0
         self.schedule: Schedule | None = None
         self.refs_dir = self.workdir / "cache" / f"refs-{run_id}"  # reference outputs shared by the run's workers
 
@@ -246,6 +261,8 @@ class Engine:
         st = self._summary(m, u.stopped_by)
         status, reason = parity_status(m.parts.get("parity") or {})
         info = {**m.parts.get("info", {}), "worker_starts": group.started}
+        if retried := group.retried.get(u.cell.key):
+            info["retried"] = retried  # why its worker was lost, each time it was tried again
         self.store.update_cell(m.cell_id, status, reason, stats=st, telemetry=tele, info=info)
         self.progress(u.cell, str(status))
 

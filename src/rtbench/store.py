@@ -30,7 +30,15 @@ CREATE TABLE IF NOT EXISTS blocks (
     id INTEGER PRIMARY KEY, cell_id INTEGER NOT NULL REFERENCES cells(id), round INTEGER NOT NULL,
     started REAL, seconds REAL, rewarm_calls INTEGER NOT NULL DEFAULT 0,
     primary_ms BLOB NOT NULL, host_ms BLOB NOT NULL, launch_ms BLOB, UNIQUE (cell_id, round));
+CREATE TABLE IF NOT EXISTS zoos (
+    id TEXT PRIMARY KEY, created TEXT NOT NULL, finished TEXT, status TEXT NOT NULL, spec TEXT NOT NULL,
+    result TEXT);
+CREATE TABLE IF NOT EXISTS zoo_runs (
+    zoo_id TEXT NOT NULL REFERENCES zoos(id), run_id TEXT NOT NULL REFERENCES runs(id), model TEXT NOT NULL,
+    accelerator TEXT NOT NULL, role TEXT NOT NULL, lane TEXT, created TEXT NOT NULL, PRIMARY KEY (zoo_id, run_id));
 """
+# A zoo (rtbench.zoo) is several runs, one per model and accelerator type (and the interference check's two):
+# each run keeps one model's cells, so the cells' UNIQUE key (which has no model) holds within every run.
 # Schema 1 kept one ``samples`` row per cell (its calls, all in one block). Schema 2 keeps every block of
 # every round (``blocks``), so a cell's interval comes from its rounds and a killed run resumes by round.
 

@@ -20,6 +20,7 @@ import gc
 import os
 import re
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -109,6 +110,11 @@ class GroupMeasurer:
             ok, why = cls.availability(self.sweep.device)
             if not ok:
                 return Outcome(Status.UNAVAILABLE, why)
+        except Exception as e:  # noqa: BLE001
+            return Outcome(Status.FAILED, f"runtime setup failed: {one_line(e)}")
+        if cls.needs_model and (why := self._load_model()):
+            return Outcome(Status.FAILED, why)
+        try:
             self.runtime = cls(self._model() if cls.needs_model else None, self.sweep, self.precision, self.workdir)
         except Exception as e:  # noqa: BLE001 - a runtime that cannot start fails its cells, the sweep goes on
             out = _failure(e)
@@ -117,6 +123,20 @@ class GroupMeasurer:
             return out
         self.group_setup = dict(self.runtime.setup)
         return None
+
+    def _load_model(self) -> str | None:
+        """None when the model builds, else the reason (in a zoo, a model that fails to load fails its own cells)."""
+        try:
+            m = self._model()
+            if m.has_module:
+                m.module  # noqa: B018 - builds it (cached)
+        except Exception as e:  # noqa: BLE001 - whatever the model's code raises
+            return f"model {self.sweep.model} failed to load: {one_line(e)}"
+        return None
+
+    def handle(self, req: tuple):
+        """Answer one request of the parent: ``("prepare", cell)``, ``("block", cell, spec)``, ``("finish", cell)``."""
+        return {"prepare": self.prepare, "block": self.block, "finish": self.finish}[req[0]](*req[1:])
 
     def close(self) -> None:
         for key in list(self.live):
@@ -254,7 +274,29 @@ def serve(conn, job: dict) -> None:
     os.dup2(log, 2)  # the parent reads the last error line from here when the worker dies
     faulthandler.enable()  # a fatal signal writes "Fatal Python error: ..." to the log before the process dies
     _exit_with_parent()
+    os.environ.update(job.get("env") or {})  # CUDA_VISIBLE_DEVICES of its GPU: before anything initialises CUDA
+    if job.get("cpus"):  # a lane's share of the cores, and the same share of torch's threads (runtimes follow it)
+        share = len(job["cpus"]) / len(os.sched_getaffinity(0))
+        job = {**job, "threads": max(1, round(torch.get_num_threads() * share))}
+        os.sched_setaffinity(0, job["cpus"])
+    m, info, group = start_group(job)
+    conn.send(("ready", info, group))
+    try:
+        while group is None and (req := conn.recv()) is not None:
+            conn.send(m.handle(req))
+    except EOFError:
+        pass
+    finally:
+        m.close()
+
+
+def start_group(job: dict) -> tuple[GroupMeasurer, dict, Outcome | None]:
+    """Set up the runtime group a job names, in this process (a worker process or a Ray actor): the measurer,
+    what the parent records of this process (pid, set-up seconds, where it runs), and the group's Outcome when it
+    cannot run at all (else None)."""
     os.environ[telemetry.RUN_PID_ENV] = str(job["run_pid"])  # the run's process is not "another GPU user"
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
     sweep = Sweep.from_dict(job["sweep"])
     groups = {(c.runtime, c.precision) for c in sweep.cells()}
     os.environ[telemetry.OWN_CONTEXTS_ENV] = str(1 + len(groups))  # nor are the run's other workers
@@ -266,15 +308,25 @@ def serve(conn, job: dict) -> None:
     m = GroupMeasurer(sweep, job["runtime"], job["precision"], Path(job["workdir"]),
                       Path(job["refs_dir"]) if job.get("refs_dir") else None)
     group = m.setup()
-    conn.send(("ready", {"pid": os.getpid(), "setup_s": time.perf_counter() - t0}, group))
-    handlers = {"prepare": m.prepare, "block": m.block, "finish": m.finish}
-    try:
-        while group is None and (req := conn.recv()) is not None:
-            conn.send(handlers[req[0]](*req[1:]))
-    except EOFError:
-        pass
-    finally:
-        m.close()
+    info = {"pid": os.getpid(), "setup_s": time.perf_counter() - t0,
+            "placement": placement(sweep.device) if group is None else {}}
+    return m, info, group
+
+
+def placement(device: str) -> dict:
+    """Where this process measures: its host, and its GPU (the visible index, the physical one CUDA_VISIBLE_DEVICES
+    names, model name and UUID) or the CPUs it may run on."""
+    out: dict = {"node": socket.gethostname()}
+    if device.startswith("cuda"):
+        idx = torch.device(device).index or 0
+        props = torch.cuda.get_device_properties(idx)
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        out["gpu"] = {"index": int(visible.split(",")[idx]) if visible and visible.split(",")[idx].isdigit() else idx,
+                      "name": props.name, "uuid": f"GPU-{props.uuid}" if getattr(props, "uuid", None) else None,
+                      "cuda_visible_devices": visible}
+    else:
+        out["cpus"] = len(os.sched_getaffinity(0))
+    return out
 
 
 def _exit_with_parent(interval_s: float = 1.0) -> None:
@@ -306,14 +358,15 @@ class Worker:
     """A worker process serving one runtime group. Raises WorkerLost when it crashes or hangs."""
 
     def __init__(self, sweep: Sweep, runtime: str, precision: str, workdir: Path, timeout: float,
-                 refs_dir: Path | None = None):
+                 refs_dir: Path | None = None, env: dict | None = None, cpus: list[int] | None = None):
         ctx = worker_context()
         fd, self.log = tempfile.mkstemp(prefix="rtbench-worker-", suffix=".log")
         os.close(fd)
         self.conn, child = ctx.Pipe()
         job = {"sweep": sweep.to_dict(), "runtime": runtime, "precision": precision, "workdir": str(workdir),
                "refs_dir": str(refs_dir) if refs_dir is not None else None,
-               "plugins": os.environ.get(base.PLUGINS_ENV), "log": self.log, "run_pid": os.getpid()}
+               "plugins": os.environ.get(base.PLUGINS_ENV), "log": self.log, "run_pid": os.getpid(),
+               "env": env or {}, "cpus": cpus}
         t0 = time.perf_counter()
         self.proc = ctx.Process(target=serve, args=(child, job), name=f"rtbench-{runtime}-{precision}", daemon=True)
         self.proc.start()
@@ -324,6 +377,7 @@ class Worker:
             self.close()
             raise
         self.pid, self.setup_s = info["pid"], info["setup_s"]  # setup_s: model and runtime set-up in the worker
+        self.placement = info.get("placement") or {}  # its host and GPU (or CPUs), recorded with each cell
         self.start_s = max(0.0, time.perf_counter() - t0 - self.setup_s)  # process start + imports
 
     def request(self, what: str, *args, timeout: float):
