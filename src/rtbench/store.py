@@ -30,9 +30,13 @@ CREATE TABLE IF NOT EXISTS blocks (
     id INTEGER PRIMARY KEY, cell_id INTEGER NOT NULL REFERENCES cells(id), round INTEGER NOT NULL,
     started REAL, seconds REAL, rewarm_calls INTEGER NOT NULL DEFAULT 0,
     primary_ms BLOB NOT NULL, host_ms BLOB NOT NULL, launch_ms BLOB, UNIQUE (cell_id, round));
+CREATE TABLE IF NOT EXISTS tunes (
+    id TEXT PRIMARY KEY, created TEXT NOT NULL, status TEXT NOT NULL, spec TEXT NOT NULL, trail TEXT, result TEXT);
 """
 # Schema 1 kept one ``samples`` row per cell (its calls, all in one block). Schema 2 keeps every block of
 # every round (``blocks``), so a cell's interval comes from its rounds and a killed run resumes by round.
+# ``tunes`` (added within schema 2) keeps each ``rtbench tune``: its goal, the trail of every configuration tried,
+# and the result; its races are ordinary runs (rtbench.tune).
 
 CELL_JSON = ("stats", "setup", "parity", "info", "telemetry")
 
