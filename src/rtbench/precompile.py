@@ -43,6 +43,7 @@ class Precompiler:
         self.results: dict[tuple, dict] = {}
         self.lock = threading.Lock()
         self.stopping = False
+        self.workers: list[dict] = []  # each thread's workers, by group
         n = processes_for(len(self.queue))
         cores = os.cpu_count() or 1
         self.compile_threads = max(1, (cores - 2) // n) if n else None
@@ -63,6 +64,7 @@ class Precompiler:
         from rtbench.worker import Worker, WorkerLost
 
         workers: dict[tuple, Worker] = {}
+        self.workers.append(workers)
         try:
             while (cell := self._next()) is not None:
                 got: dict = {}
@@ -95,10 +97,15 @@ class Precompiler:
         event.wait(self.timeout)
         return self.results.get(cell.key)
 
-    def close(self) -> None:
-        """Take no more cells; wait for those under way and end every pre-compile process."""
+    def close(self, kill: bool = False) -> None:
+        """Take no more cells; wait for those under way (or, with ``kill``, end them at once: their cells are
+        recorded as failed, and a measuring worker compiles them itself) and end every pre-compile process."""
         with self.lock:
             self.stopping = True
+        if kill:
+            for workers in list(self.workers):
+                for w in list(workers.values()):
+                    w.kill()
         for t in self.threads:
             t.join()
 

@@ -160,14 +160,20 @@ class Search:
         s = self.sweep
         return Cell(s.model, arm.runtime, arm.precision, self.size, batch, s.device, s.boundary)
 
-    def try_all(self, stage: str, plan: list[tuple[Arm, int]]) -> list[Trial]:
-        """Prepare each (arm, batch), shapes that compile compiled ahead in parallel; arms whose time ran out are
-        recorded as ``skipped``."""
-        pre = Precompiler(self.sweep, self.workdir, self.cell_timeout, [self.cell(a, b) for a, b in plan], self.refs_dir)
+    def ahead(self, plan: list[tuple[Arm, int]]) -> Precompiler:
+        """Start compiling these shapes now, in the background (``try_all`` later waits for those it needs)."""
+        return Precompiler(self.sweep, self.workdir, self.cell_timeout, [self.cell(a, b) for a, b in plan],
+                           self.refs_dir)
+
+    def try_all(self, stage: str, plan: list[tuple[Arm, int]], early: Precompiler | None = None) -> list[Trial]:
+        """Prepare each (arm, batch), shapes that compile compiled ahead in parallel (or by ``early``, when it has
+        them); arms whose time ran out are recorded as ``skipped``."""
+        known = set(early.done) | {c.key for c in early.queue} if early else set()
+        pre = self.ahead([(a, b) for a, b in plan if self.cell(a, b).key not in known])
         out = []
         try:
             for arm, batch in plan:
-                out.append(self._try(stage, arm, batch, pre))
+                out.append(self._try(stage, arm, batch, early if self.cell(arm, batch).key in known else pre))
         finally:
             pre.close()
         return out
@@ -287,13 +293,24 @@ def search(search: Search, first: list[Arm], later: list[Arm]) -> dict[Arm, Tria
     for a in first:
         if a not in chosen:
             search.drop(a)
-    best = search.best_batches(chosen, screened)
-    extra = refinements(later, best)
-    if extra and search.left() > 0:
-        plan = [(a, b) for a in extra for b in neighbours(best[_parent(a, best)].batch, search.goal, search.max_batch)]
-        for t in search.try_all("refine", plan):
-            if t.ok and search.goal.meets(t.ms) and (t.arm not in best or t.images_s > best[t.arm].images_s):
-                best[t.arm] = t
+    # the costly compile modes of the screen's best arm start compiling now, at the batches a throughput search
+    # usually ends at, while the batch search runs (a guess: shapes it misses compile in the refine step)
+    guess = [search.max_batch // 4, search.max_batch // 2] if search.goal.latency_budget_ms is None else []
+    if search.goal.fixed_batch is not None:
+        guess = [search.goal.fixed_batch]
+    early_arms = refinements(later, {a: alive[a] for a in chosen})
+    early = search.ahead([(a, b) for a in early_arms for b in guess])
+    try:
+        best = search.best_batches(chosen, screened)
+        extra = refinements(later, best)
+        if extra and search.left() > 0:
+            plan = [(a, b) for a in extra
+                    for b in neighbours(best[_parent(a, best)].batch, search.goal, search.max_batch)]
+            for t in search.try_all("refine", plan, early):
+                if t.ok and search.goal.meets(t.ms) and (t.arm not in best or t.images_s > best[t.arm].images_s):
+                    best[t.arm] = t
+    finally:
+        early.close(kill=True)  # guesses nobody needed: not worth waiting for
     for a in list(search.groups):
         search.drop(a)
     return best
