@@ -27,6 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--name", required=True)
+    ap.add_argument("--baseline", type=Path, help="a store of default runs: its best cell at the tuned size is the bar")
     ap.add_argument("args", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     args = a.args[1:] if a.args[:1] == ["--"] else a.args
@@ -61,6 +62,8 @@ def main() -> None:
             lines.append(f"- **Recommended:** `{w['runtime']}` {w['precision']} batch {w['batch']}: {w['images_s']:,.0f} "
                          f"images/s (95% CI {w['images_s_low']:,.0f}–{w['images_s_high']:,.0f}), {w['ms']:.3f} ms per "
                          "batch; parity passed")
+        if a.baseline and r.winner:
+            lines.append(best_default(a.baseline, r))
         src = r.report_dir
         if (src / "tune.md").exists():
             shutil.copyfile(src / "images" / "frontier.png", a.out / f"{a.name}-frontier.png")
@@ -69,6 +72,29 @@ def main() -> None:
             lines += ["", "---", "", body]
     (a.out / f"{a.name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines[:12]))
+
+
+def best_default(store: Path, r) -> str:
+    """The fastest measured cell (images/s) of each run in ``store`` at the tune's size, against the tune's pick."""
+    import shutil as sh
+    import tempfile
+
+    from rtbench.results import Run, list_runs
+
+    tmp = Path(tempfile.mkdtemp())
+    sh.copyfile(store, tmp / "rtbench.sqlite")  # read from a copy: a committed store is never written
+    out = []
+    for row in list_runs(tmp):
+        run = Run.load(row["id"], tmp)
+        cells = [c for c in run.cells if c.measured and c.status == "ok" and c.cell.size == r.spec["size"]]
+        if cells:
+            c = max(cells, key=lambda c: c.cell.batch * 1e3 / c.ms)
+            hi = c.cell.batch * 1e3 / c.stats["ci_low_ms"]
+            out.append(f"`{run.id}`: {c.label} {c.cell.batch * 1e3 / c.ms:,.0f} images/s (95% CI up to {hi:,.0f})")
+    w = r.winner
+    return (f"- **Best cell of the default runs in `{store.name}` at {r.spec['size']} px:** " + "; ".join(out)
+            + f". The tune's pick: {w['images_s']:,.0f} images/s (95% CI {w['images_s_low']:,.0f}–"
+            f"{w['images_s_high']:,.0f})")
 
 
 if __name__ == "__main__":

@@ -105,16 +105,14 @@ def policy_with(device: str, rounds: int | None = None, ci_target: float | None 
 
 
 def default_policy(device: str) -> TimingPolicy:
-    """Rounds of short blocks within a run budget: 35 s on a GPU, 280 s (with the report, under 5 minutes) on a CPU.
+    """Rounds of short blocks within a run budget: 70 s on a GPU, 280 s (with the report, under 5 minutes) on a CPU.
 
-    GPU blocks of 0.02 s after a 0.005 s re-warm (at least one call each): the more rounds, the narrower and the
-    better estimated the interval (halving the blocks from 0.1 s to 0.05 s narrowed the H200 calibration's median
-    half-width from 0.80% to 0.51%), and the default GPU run answers within a minute, its set-up (torch.compile's
-    shapes) compiled in parallel and cached on disk (rtbench.precompile). CPU blocks of 0.2 s (or one call) after
-    a 0.05 s re-warm, where calls of a whole second or more are common.
+    GPU blocks of 0.05 s after a 0.01 s re-warm: the H200 seed grid then gets about twice the rounds of 0.1 s
+    blocks in the same budget, and an interval from more rounds is both narrower and better estimated. CPU blocks
+    of 0.2 s (or one call) after a 0.05 s re-warm, where calls of a whole second or more are common.
     """
     if device.startswith("cuda"):
-        return TimingPolicy(warmup_min_s=0.1, rounds=5, block_s=0.02, rewarm_s=0.005, ci_target=0.01, budget_s=35.0)
+        return TimingPolicy(warmup_min_s=0.2, rounds=5, block_s=0.05, rewarm_s=0.01, ci_target=0.01, budget_s=70.0)
     return TimingPolicy(warmup_min_calls=3, warmup_min_s=0.2, warmup_max_s=2.0, rounds=5, block_s=0.2,
                         rewarm_s=0.05, ci_target=0.01, budget_s=280.0)
 

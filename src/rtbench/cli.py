@@ -48,7 +48,7 @@ def run(
     out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP),
     resume: Optional[str] = typer.Option(None, help="Finish run RUN_ID: cells already measured are skipped."),
     budget: Optional[float] = typer.Option(None, help="Seconds for the whole run, report included (default: 280 on "
-                                           "a CPU, 35 on a GPU); cells left wider than the CI target are flagged."),
+                                           "a CPU, 70 on a GPU); cells left wider than the CI target are flagged."),
     rounds: Optional[int] = typer.Option(None, help="Rounds every cell is measured in, at least (default 5)."),
     ci_target: Optional[float] = typer.Option(None, help="A cell gets more rounds while its 95% CI half-width is "
                                               "above this fraction of its estimate (default 0.01)."),
@@ -267,8 +267,10 @@ def tune(
     t = Table(title=f"tune {r.id}: last race (images/s: estimate and 95% CI)")
     for col in ("arm", "batch", "ms", "images/s", "status"):
         t.add_column(col)
-    for a in r.arms:
-        t.add_row(f"{a['runtime']} {a['precision']}", str(a["batch"]), f"{a['ms']:.3f}" if a.get("ms") else "–",
+    from rich.markup import escape
+
+    for a in r.arms:  # a variant's [settings] are not markup
+        t.add_row(escape(f"{a['runtime']} {a['precision']}"), str(a["batch"]), f"{a['ms']:.3f}" if a.get("ms") else "–",
                   f"{a['images_s']:,.0f} ({a['images_s_low']:,.0f}–{a['images_s_high']:,.0f})"
                   if a.get("images_s") else "–", a["status"])
     (console if console.is_terminal else Console(width=200)).print(t)
@@ -276,7 +278,7 @@ def tune(
 
     for b in answer(r):
         for line in getattr(b, "items", [getattr(b, "text", "")]):
-            console.print(line.replace("**", ""), highlight=False, soft_wrap=True)
+            console.print(escape(line.replace("**", "")), highlight=False, soft_wrap=True)
     console.print(f"tune {r.id} took {r.wall_s:.0f} s; report: {r.report_dir / 'tune.md'}", highlight=False)
     if r.winner is None:
         raise typer.Exit(EXIT_NOT_MEASURED)

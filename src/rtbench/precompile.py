@@ -9,6 +9,10 @@ pre-compile has taken yet is taken back: the measuring worker compiles it itself
 compile is then a cache hit. Every pre-compile process has ended before the rounds start, so none runs while
 a block is timed; their first calls do overlap other cells' preparation (warm-up, parity), not measurement.
 
+Shapes a pre-compile process compiled are listed in ``<out>/cache/precompiled.txt``; a later run compiles them
+in its measuring worker only, from the cache (on an H200 the second run's pre-compile processes, each starting
+CUDA and tracing again for a cache hit, only slowed the run's set-up down).
+
 ``RTBENCH_PRECOMPILE`` sets the number of processes (0: none); by default ``(cores - 2) // 2``, at most 8, so a
 2-core machine compiles in its measuring workers only.
 """
@@ -17,12 +21,14 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
+from pathlib import Path
 
 from rtbench.runtimes import base
 from rtbench.spec import Cell, Sweep
 from rtbench.status import Status
 
 PROCESSES_ENV = "RTBENCH_PRECOMPILE"
+INDEX = "precompiled.txt"
 
 
 def processes_for(n_cells: int) -> int:
@@ -38,7 +44,9 @@ class Precompiler:
 
     def __init__(self, sweep: Sweep, workdir, timeout: float, cells: list[Cell], refs_dir=None):
         self.sweep, self.workdir, self.timeout, self.refs_dir = sweep, workdir, timeout, refs_dir
-        self.queue: deque[Cell] = deque(c for c in cells if _compiles(c.runtime))
+        self.index = Path(workdir) / "cache" / INDEX
+        seen = set(self.index.read_text().splitlines()) if self.index.exists() else set()
+        self.queue: deque[Cell] = deque(c for c in cells if _compiles(c.runtime) and _key(sweep, c) not in seen)
         self.done: dict[tuple, threading.Event] = {}
         self.results: dict[tuple, dict] = {}
         self.lock = threading.Lock()
@@ -77,6 +85,9 @@ class Precompiler:
                     if w.group_outcome is None:
                         out = w.request("compile", cell, timeout=self.timeout)
                         got = {"status": str(out.status), **out.parts.get("info", {})}
+                        if out.status is Status.OK:
+                            with self.lock, open(self.index, "a") as f:
+                                f.write(_key(self.sweep, cell) + "\n")
                 except WorkerLost as lost:  # the measuring worker will meet it too, and record it
                     got = {"status": str(lost.status), "reason": lost.reason}
                 self.results[cell.key] = got
@@ -108,6 +119,15 @@ class Precompiler:
                     w.kill()
         for t in self.threads:
             t.join()
+
+
+def _key(sweep: Sweep, cell: Cell) -> str:
+    """What a compiled shape is known by in the index: model, weights, runtime variant, precision, shape, boundary,
+    device, options and torch's version."""
+    import torch
+
+    return "|".join(map(str, (sweep.model, sweep.weights, cell.runtime, cell.precision, cell.size, cell.batch,
+                              cell.boundary, cell.device, sorted(sweep.options), torch.__version__)))
 
 
 def _compiles(runtime: str) -> bool:
