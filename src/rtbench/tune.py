@@ -9,8 +9,8 @@ The search, within a time budget (each step checks the clock):
    preparation, parity check and warm-up). What cannot run is pruned there, cheaply: unavailable, unsupported,
    failed, out of memory, and **parity**: an arm whose outputs fail the check is never recommended.
 3. **Batch.** Per surviving arm, the best batch: with a latency budget the largest batch whose latency stays
-   within it (latency grows with batch: doubling, then bisection); without one, doubling while throughput gains
-   at least GAIN. Arms far behind the leader after the screen (under KEEP of its throughput) stop here.
+   within it (latency grows with batch: doubling, then bisection); without one, doubling while images/s stay
+   within SLACK of the best batch so far (up to MAX_BATCH). Arms far behind the leader after the screen (under KEEP of its throughput) stop here.
 4. **Refine.** The held-back settings of each runtime's best arm, at its best batch and the batches next to it.
    Shapes of runtimes that compile are compiled in parallel processes (rtbench.precompile) throughout.
 5. **Race.** The leaders (at most RACE_ARMS) and eager torch fp32 are measured in interleaved rounds (the
@@ -35,7 +35,7 @@ from rtbench.spec import Cell, Sweep
 from rtbench.status import Status
 
 DEFERRED = ("compile_mode",)  # settings whose other values cost minutes per shape: tried as refinements
-GAIN = 0.03  # doubling the batch goes on while throughput grows by at least this share
+SLACK = 0.1  # without a latency budget, doubling the batch goes on while images/s stay within this share of the best
 KEEP = 0.5  # arms under this share of the best screened throughput stop after the screen
 SEARCH_ARMS = 8  # at most this many arms get a batch search
 RACE_ARMS = 6  # at most this many arms race (plus eager fp32)
@@ -238,9 +238,10 @@ class Search:
             if not plan:
                 break
             for (a, b), t in zip(plan, self.try_all("batch", plan)):
-                gains = t.ok and t.images_s >= lo[a].images_s * (1 + (GAIN if self.goal.latency_budget_ms is None
-                                                                      else -1))
-                if t.ok and self.goal.meets(t.ms) and gains:
+                # without a budget: go on while images/s stay within SLACK of the best so far (one noisy step on a
+                # busy host must not end the search)
+                holds = self.goal.latency_budget_ms is not None or t.images_s >= (1 - SLACK) * best[a].images_s
+                if t.ok and self.goal.meets(t.ms) and holds:
                     lo[a] = t
                     if t.images_s > best[a].images_s:
                         best[a] = t
