@@ -82,8 +82,8 @@ def test_frontier_and_race_plan():
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
-    """One real tune on the CPU: a tiny CNN, eager torch, ONNX Runtime and a runtime whose outputs are fp16 while it
-    claims fp32 (parity must keep it from being recommended), 0.75 minutes."""
+    """One real tune on the CPU: a tiny CNN, ONNX Runtime and a runtime whose outputs are fp16 while it claims fp32
+    (parity must keep it from being recommended), 0.75 minutes; eager torch fp32 joins the race as the reference."""
     import os
 
     import rtbench
@@ -93,7 +93,7 @@ def tuned(tmp_path_factory):
     try:
         t0 = time.perf_counter()
         res = rtbench.tune(model="entry_models:tiny_cnn", size=32, budget_min=0.75, device="cpu", out=out,
-                           runtimes="torch,onnxruntime,torch-fp16-as-fp32")
+                           runtimes="onnxruntime,torch-fp16-as-fp32")
         wall = time.perf_counter() - t0
     finally:
         os.environ.pop("RTBENCH_PLUGINS", None)
@@ -102,7 +102,7 @@ def tuned(tmp_path_factory):
 
 def test_tune_recommends_a_parity_checked_winner_within_its_budget(tuned):
     res, wall, out = tuned
-    assert wall <= 45 + 10  # its budget, and the report
+    assert wall <= 45 + 15  # its budget, and the report (on a busy 2-core host)
     w = res.winner
     assert w is not None and w["status"] == "ok" and w["rounds"] >= 2
     assert w["images_s_low"] <= w["images_s"] <= w["images_s_high"]

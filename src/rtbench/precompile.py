@@ -86,12 +86,14 @@ class Precompiler:
                         out = w.request("compile", cell, timeout=self.timeout)
                         got = {"status": str(out.status), **out.parts.get("info", {})}
                         if out.status is Status.OK:
+                            self.index.parent.mkdir(parents=True, exist_ok=True)
                             with self.lock, open(self.index, "a") as f:
                                 f.write(_key(self.sweep, cell) + "\n")
                 except WorkerLost as lost:  # the measuring worker will meet it too, and record it
                     got = {"status": str(lost.status), "reason": lost.reason}
-                self.results[cell.key] = got
-                self.done[cell.key].set()
+                finally:  # whatever happened, the measuring worker stops waiting for this cell
+                    self.results[cell.key] = got
+                    self.done[cell.key].set()
         finally:
             for w in workers.values():
                 w.close()
