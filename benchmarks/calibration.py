@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from rtbench import stats  # noqa: E402
+from rtbench.report.markdown import compile_text  # noqa: E402
 from rtbench.results import BASELINE, Run  # noqa: E402
 
 
@@ -124,7 +125,8 @@ def main() -> None:
                      f"{tb.get('total', math.nan):.1f} s, set-up {tb.get('setup', math.nan):.1f} s); rounds per cell "
                      f"{min(c.stats.get('rounds', 0) for c in r.cells if c.measured)}–"
                      f"{max(c.stats.get('rounds', 0) for c in r.cells if c.measured)}; block "
-                     f"{r.schedule.get('block_s', math.nan) * 1e3:.0f} ms")
+                     f"{r.schedule.get('block_s', math.nan) * 1e3:.0f} ms"
+                     + (f"; compilation: {comp}" if (comp := compile_text(r)) else ""))
     for i in range(1, len(runs)):
         c = compare(runs[i - 1], runs[i])
         lines += ["", f"## Run {i + 1} against run {i}", "",

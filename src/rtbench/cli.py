@@ -309,6 +309,46 @@ def print_comparison(cmp) -> None:
         console.print(f"{f.key}: {f.base} -> {f.new} ({effect})", highlight=False, soft_wrap=True)
 
 
+@app.command()
+def tune(
+    model: str = typer.Option(api.DEFAULT_MODEL, help="The model, as for rtbench run."),
+    size: int = typer.Option(224, help="Input size in pixels (square)."),
+    latency_budget_ms: Optional[float] = typer.Option(None, help="Most milliseconds one batch may take: the tune "
+                                                      "picks each configuration's largest batch within it."),
+    batch: Optional[int] = typer.Option(None, help="A fixed batch instead of a latency budget."),
+    objective: str = typer.Option("throughput", help="throughput (images/s), or latency (at --batch, default 1)."),
+    budget_min: float = typer.Option(10.0, help="Minutes for the whole search, races and report included."),
+    runtimes: str = typer.Option("", help="Comma-separated runtimes to search (default: every available one)."),
+    device: str = typer.Option(api.DEFAULT_DEVICE, help="auto, cpu, cuda or cuda:N."),
+    out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP),
+    cell_timeout: float = typer.Option(DEFAULT_CELL_TIMEOUT_S, help="Seconds one configuration may take to prepare."),
+):
+    """Find the fastest correct way to run the model here: runtime, precision, settings and batch (parity-gated)."""
+    from rtbench.tune_run import tune as run_tune
+
+    r = run_tune(model=model, size=size, latency_budget_ms=latency_budget_ms, batch=batch, objective=objective,
+                 budget_min=budget_min, runtimes=runtimes or None, device=device, out=out, cell_timeout=cell_timeout,
+                 progress=lambda msg: err.print(msg, highlight=False, soft_wrap=True))
+    t = Table(title=f"tune {r.id}: last race (images/s: estimate and 95% CI)")
+    for col in ("arm", "batch", "ms", "images/s", "status"):
+        t.add_column(col)
+    from rich.markup import escape
+
+    for a in r.arms:  # a variant's [settings] are not markup
+        t.add_row(escape(f"{a['runtime']} {a['precision']}"), str(a["batch"]), f"{a['ms']:.3f}" if a.get("ms") else "–",
+                  f"{a['images_s']:,.0f} ({a['images_s_low']:,.0f}–{a['images_s_high']:,.0f})"
+                  if a.get("images_s") else "–", a["status"])
+    (console if console.is_terminal else Console(width=200)).print(t)
+    from rtbench.report.tune import answer
+
+    for b in answer(r):
+        for line in getattr(b, "items", [getattr(b, "text", "")]):
+            console.print(escape(line.replace("**", "")), highlight=False, soft_wrap=True)
+    console.print(f"tune {r.id} took {r.wall_s:.0f} s; report: {r.report_dir / 'tune.md'}", highlight=False)
+    if r.winner is None:
+        raise typer.Exit(EXIT_NOT_MEASURED)
+
+
 @app.command("list")
 def list_(what: str = typer.Argument("runtimes", help="runtimes, runs or models"),
           out: str = typer.Option(api.DEFAULT_OUT, help=OUT_HELP),

@@ -10,7 +10,9 @@ killed run resumes with the rounds it has and measures only what is missing.
 """
 from __future__ import annotations
 
+import queue
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from rtbench import stats
+from rtbench.precompile import Precompiler, setup_record
 from rtbench.rounds import Schedule, Unit
 from rtbench.runtimes import base
 from rtbench.spec import DEFAULT_CELL_TIMEOUT_S, Cell, Sweep, check_cell_timeout
@@ -175,6 +178,7 @@ class Engine:
         self.deadline = deadline if deadline is not None else time.perf_counter() + sweep.policy.budget_s
         self.groups: dict[tuple[str, str], Group] = {}
         # where workers run: this host as it is, or a lane of a zoo (one GPU of the host, a Ray placement)
+        self.lane = lane
         self.new_worker = lane.worker if lane is not None else Worker
         self.max_retries = lane.max_retries if lane is not None else 0
         self.schedule: Schedule | None = None
@@ -185,15 +189,16 @@ class Engine:
         stored = {(c["runtime"], c["precision"], c["size"], c["batch"], c["boundary"]): c
                   for c in self.store.cells(self.run_id, with_samples=True)}
         units: list[Unit] = []
+        todo = [c for c in self.sweep.cells() if c.key not in stored or not Status(stored[c.key]["status"]).final]
+        # pre-compiling runs on this host's default GPU: a zoo's lanes (their own GPU, a Ray node) compile in their
+        # measuring workers and share the on-disk caches only
+        self.precompiler = Precompiler(self.sweep, self.workdir, self.cell_timeout,
+                                       todo if self.lane is None else [], self.refs_dir)
         try:
             for c in self.sweep.cells():
                 self.groups.setdefault((c.runtime, c.precision), Group(self, c.runtime, c.precision))
-            for (rt, precision), group in self.groups.items():
-                oom_at = {s["size"]: s["batch"] for s in sorted(stored.values(), key=lambda s: -s["batch"])
-                          if (s["runtime"], s["precision"], s["status"]) == (rt, precision, Status.OOM)}
-                for c in (c for c in self.sweep.cells() if (c.runtime, c.precision) == (rt, precision)):
-                    if (u := self._prepare(group, c, stored.get(c.key), oom_at)) is not None:
-                        units.append(u)
+            units = self._prepare_all(stored)
+            self.precompiler.close()  # none runs while blocks are timed
             # set-up (a compile per shape, say) may take most of the budget: the rounds still get their share
             floor = time.perf_counter() + ROUNDS_SHARE * self.sweep.policy.budget_s
             extended = max(0.0, floor - self.deadline)
@@ -201,6 +206,7 @@ class Engine:
                                      self.deadline + extended, on_round=self.on_round)
             self.schedule.run()
         finally:
+            self.precompiler.close()
             for g in self.groups.values():
                 g.close()
             shutil.rmtree(self.refs_dir, ignore_errors=True)
@@ -209,17 +215,63 @@ class Engine:
                 "extended_s": extended} if s else {}
 
     # preparation --------------------------------------------------------------------------------------
-    def _prepare(self, group: Group, cell: Cell, stored: dict | None, oom_at: dict[int, int]) -> Unit | None:
-        """Prepare one cell; a Unit for the rounds, or None when the cell is final (stored, skipped, failed)."""
+    def _prepare_all(self, stored: dict) -> list[Unit]:
+        """Prepare every cell not yet final: each runtime group in a thread of its own that waits on its worker, and
+        on a GPU all groups at once (their set-up is CPU work on otherwise idle cores: compiles, sessions; the rounds
+        start only when all are done). The store is written here, in this thread, as each preparation comes back."""
+        answers: queue.Queue = queue.Queue()
+        errors: list[BaseException] = []
+
+        def serve(rt: str, precision: str, group: Group) -> None:
+            oom_at = {s["size"]: s["batch"] for s in sorted(stored.values(), key=lambda s: -s["batch"])
+                      if (s["runtime"], s["precision"], s["status"]) == (rt, precision, Status.OOM)}
+            try:
+                for c in (c for c in self.sweep.cells() if (c.runtime, c.precision) == (rt, precision)):
+                    answers.put((c, stored.get(c.key), self._prepared(group, c, stored.get(c.key), oom_at)))
+            except BaseException as e:  # noqa: BLE001 - raised again in the engine's thread
+                errors.append(e)
+            finally:
+                answers.put(None)
+
+        threads = [threading.Thread(target=serve, args=(*key, g), daemon=True) for key, g in self.groups.items()]
+        waves = [threads] if self.sweep.device.startswith("cuda") else [[t] for t in threads]
+        order = {c.key: i for i, c in enumerate(self.sweep.cells())}
+        units: list[Unit] = []
+        for wave in waves:
+            for t in wave:
+                t.start()
+            ended = 0
+            while ended < len(wave):
+                got = answers.get()
+                if got is None:
+                    ended += 1
+                elif (u := self._admit(*got)) is not None:
+                    units.append(u)
+            for t in wave:
+                t.join()
+            if errors:
+                raise errors[0]
+        return sorted(units, key=lambda u: order[u.cell.key])
+
+    def _prepared(self, group: Group, cell: Cell, stored: dict | None, oom_at: dict[int, int]) -> Outcome | None:
+        """Prepare one cell in its group's worker (in the group's thread); None when the cell is already final."""
         if stored is not None and Status(stored["status"]).final:
             return None
         if stored is None and (why := skip_reason(oom_at, cell)):
-            self._final(cell, Outcome(Status.SKIPPED, why))
-            return None
+            return Outcome(Status.SKIPPED, why)
+        ahead = setup_record(self.precompiler.claim(cell))
         out = group.prepare(cell)
+        if ahead:
+            out.parts.setdefault("setup", {}).update(ahead)
+        if out.status is Status.OOM:
+            oom_at[cell.size] = min(cell.batch, oom_at.get(cell.size, cell.batch))
+        return out
+
+    def _admit(self, cell: Cell, stored: dict | None, out: Outcome | None) -> Unit | None:
+        """Store a preparation; a Unit for the rounds, or None when the cell is final (stored, skipped, failed)."""
+        if out is None:
+            return None
         if out.status is not Status.MEASURING:
-            if out.status is Status.OOM:
-                oom_at[cell.size] = min(cell.batch, oom_at.get(cell.size, cell.batch))
             if stored is None:
                 self._final(cell, out)
             else:  # a resumed cell that no longer prepares: its stored rounds stay

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -127,6 +128,9 @@ class Sweep:
     weights: str = "random"
     policy: TimingPolicy = field(default_factory=TimingPolicy)
     options: tuple[tuple[str, str], ...] = ()
+    # when given, only these cells of the grid, as (runtime, precision, size, batch): e.g. the arms of a tune
+    # race, each at its own batch
+    only: tuple[tuple[str, str, int, int], ...] = ()
 
     def __post_init__(self) -> None:
         for p in self.precisions:
@@ -150,12 +154,14 @@ class Sweep:
 
     def cells(self) -> list[Cell]:
         """Cells in run order: runtime, precision, size, then ascending batch (for the OOM rule)."""
+        only = set(self.only)
         return [
             Cell(self.model, rt, p, s, b, self.device, self.boundary)
             for rt in self.runtimes
             for p in self.precisions
             for s in self.sizes
             for b in sorted(self.batches)
+            if not only or (rt, p, s, b) in only
         ]
 
     def to_dict(self) -> dict:
@@ -170,12 +176,14 @@ class Sweep:
         d["options"] = tuple(sorted(d.get("options", {}).items()))
         for k in ("runtimes", "precisions", "sizes", "batches"):
             d[k] = tuple(d[k])
+        d["only"] = tuple(tuple(c) for c in d.get("only", ()))
         return cls(**d)
 
 
 def parse_list(text: str | Iterable, what: str, kind: type = str) -> tuple:
     """Parse '224,256' (or an iterable) into a tuple; bad items raise UserError naming the fix."""
-    items = [x.strip() for x in text.split(",")] if isinstance(text, str) else list(text)
+    # commas inside a runtime variant's brackets (torch[channels_last=on,threads=1]) do not split
+    items = [x.strip() for x in re.split(r",(?![^\[]*\])", text)] if isinstance(text, str) else list(text)
     items = [x for x in items if x != ""]
     if not items:
         raise UserError(f"--{what} is empty: give a comma-separated list, e.g. --{what} {_example(what)}")

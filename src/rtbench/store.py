@@ -36,11 +36,15 @@ CREATE TABLE IF NOT EXISTS zoos (
 CREATE TABLE IF NOT EXISTS zoo_runs (
     zoo_id TEXT NOT NULL REFERENCES zoos(id), run_id TEXT NOT NULL REFERENCES runs(id), model TEXT NOT NULL,
     accelerator TEXT NOT NULL, role TEXT NOT NULL, lane TEXT, created TEXT NOT NULL, PRIMARY KEY (zoo_id, run_id));
+CREATE TABLE IF NOT EXISTS tunes (
+    id TEXT PRIMARY KEY, created TEXT NOT NULL, status TEXT NOT NULL, spec TEXT NOT NULL, trail TEXT, result TEXT);
 """
 # A zoo (rtbench.zoo) is several runs, one per model and accelerator type (and the interference check's two):
 # each run keeps one model's cells, so the cells' UNIQUE key (which has no model) holds within every run.
 # Schema 1 kept one ``samples`` row per cell (its calls, all in one block). Schema 2 keeps every block of
 # every round (``blocks``), so a cell's interval comes from its rounds and a killed run resumes by round.
+# ``tunes`` (added within schema 2) keeps each ``rtbench tune``: its goal, the trail of every configuration tried,
+# and the result; its races are ordinary runs (rtbench.tune).
 
 CELL_JSON = ("stats", "setup", "parity", "info", "telemetry")
 

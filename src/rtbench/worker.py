@@ -10,7 +10,8 @@ Protocol over one duplex Pipe: the worker sends ``("ready", info, group_outcome)
 set up (``group_outcome`` is an Outcome for every cell when the group cannot run at all, else None);
 the parent then sends requests one at a time and receives one answer for each: ``("prepare", cell)`` ->
 Outcome (``measuring`` when ready), ``("block", cell, BlockSpec)`` -> timing.Block or a failure Outcome,
-``("finish", cell)`` -> the cell's telemetry; ``None`` ends the worker.
+``("finish", cell)`` -> the cell's telemetry, ``("compile", cell)`` -> an Outcome (a pre-compile: the session is
+built, called once and closed); ``None`` ends the worker.
 """
 from __future__ import annotations
 
@@ -115,7 +116,8 @@ class GroupMeasurer:
         if cls.needs_model and (why := self._load_model()):
             return Outcome(Status.FAILED, why)
         try:
-            self.runtime = cls(self._model() if cls.needs_model else None, self.sweep, self.precision, self.workdir)
+            sweep = base.variant_sweep(self.sweep, self.rt_name)  # a variant's settings, for this group only
+            self.runtime = cls(self._model() if cls.needs_model else None, sweep, self.precision, self.workdir)
         except Exception as e:  # noqa: BLE001 - a runtime that cannot start fails its cells, the sweep goes on
             out = _failure(e)
             if out.status is Status.FAILED:
@@ -135,8 +137,10 @@ class GroupMeasurer:
         return None
 
     def handle(self, req: tuple):
-        """Answer one request of the parent: ``("prepare", cell)``, ``("block", cell, spec)``, ``("finish", cell)``."""
-        return {"prepare": self.prepare, "block": self.block, "finish": self.finish}[req[0]](*req[1:])
+        """Answer one request of the parent: ``("prepare", cell)``, ``("block", cell, spec)``, ``("finish", cell)``,
+        ``("compile", cell)``."""
+        return {"prepare": self.prepare, "block": self.block, "finish": self.finish,
+                "compile": self.compile}[req[0]](*req[1:])
 
     def close(self) -> None:
         for key in list(self.live):
@@ -203,6 +207,26 @@ class GroupMeasurer:
         if live.clock.name != "cuda-events":
             b.launch_ms = np.empty(0)  # on the host clock it equals the host time: not stored twice
         return b
+
+    def compile(self, cell: Cell) -> Outcome:
+        """Build the cell's session and make its first call, then close it: nothing timed, no parity. What it
+        compiles lands in the on-disk caches (rtbench.precompile), so the measuring worker's compile is a hit."""
+        from rtbench.runtimes.common import make_input, sync
+
+        model = self.runtime.model
+        t0 = time.perf_counter()
+        try:
+            if model is not None and (why := model.check_size(cell.size)):
+                return Outcome(Status.UNSUPPORTED, why)
+            sess = self.runtime.session(cell, make_input(cell.batch, cell.size, model.channels if model else 3))
+            try:
+                sess.call()
+                sync(cell.device)
+            finally:
+                sess.close()
+        except Exception as e:  # noqa: BLE001 - the measuring worker meets the same failure and records it
+            return _failure(e)
+        return Outcome(Status.OK, None, {"info": {**sess.info, "precompile_s": time.perf_counter() - t0}})
 
     def finish(self, cell: Cell) -> dict:
         """Close the cell's session; its telemetry over every block (empty on the CPU)."""
@@ -297,6 +321,7 @@ def start_group(job: dict) -> tuple[GroupMeasurer, dict, Outcome | None]:
     os.environ[telemetry.RUN_PID_ENV] = str(job["run_pid"])  # the run's process is not "another GPU user"
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
+    use_compile_caches(Path(job["workdir"]), job.get("compile_threads"))
     sweep = Sweep.from_dict(job["sweep"])
     groups = {(c.runtime, c.precision) for c in sweep.cells()}
     os.environ[telemetry.OWN_CONTEXTS_ENV] = str(1 + len(groups))  # nor are the run's other workers
@@ -329,6 +354,21 @@ def placement(device: str) -> dict:
     return out
 
 
+CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def use_compile_caches(workdir: Path, compile_threads: int | None = None) -> None:
+    """Inductor's on-disk caches (FX graphs, AOT autograd, Triton kernels, autotuning) in ``<out>/cache/inductor``:
+    a later run, or another process of this one, compiles a shape only once. Always there (inductor writes its
+    default folder into the environment once it has used it, so a value found here says nothing of the user)."""
+    os.environ[CACHE_ENV] = str(Path(workdir).resolve() / "cache" / "inductor")
+    os.environ.pop("TRITON_CACHE_DIR", None)  # Triton's kernels then go under it too
+    if compile_threads:  # a pre-compile process shares the cores with the others
+        import torch._inductor.config as inductor
+
+        inductor.compile_threads = int(compile_threads)
+
+
 def _exit_with_parent(interval_s: float = 1.0) -> None:
     """A worker never outlives the run that started it (e.g. the parent was killed during a hang).
 
@@ -358,7 +398,8 @@ class Worker:
     """A worker process serving one runtime group. Raises WorkerLost when it crashes or hangs."""
 
     def __init__(self, sweep: Sweep, runtime: str, precision: str, workdir: Path, timeout: float,
-                 refs_dir: Path | None = None, env: dict | None = None, cpus: list[int] | None = None):
+                 refs_dir: Path | None = None, env: dict | None = None, cpus: list[int] | None = None,
+                 compile_threads: int | None = None):
         ctx = worker_context()
         fd, self.log = tempfile.mkstemp(prefix="rtbench-worker-", suffix=".log")
         os.close(fd)
@@ -366,7 +407,7 @@ class Worker:
         job = {"sweep": sweep.to_dict(), "runtime": runtime, "precision": precision, "workdir": str(workdir),
                "refs_dir": str(refs_dir) if refs_dir is not None else None,
                "plugins": os.environ.get(base.PLUGINS_ENV), "log": self.log, "run_pid": os.getpid(),
-               "env": env or {}, "cpus": cpus}
+               "env": env or {}, "cpus": cpus, "compile_threads": compile_threads}
         t0 = time.perf_counter()
         self.proc = ctx.Process(target=serve, args=(child, job), name=f"rtbench-{runtime}-{precision}", daemon=True)
         self.proc.start()

@@ -127,6 +127,8 @@ MESSAGES: dict[str, dict[str, str]] = {
                "ru": "**Время прогона:** {total:.1f} с: подготовка {setup:.1f} с (экспорт, сессии, компиляция, первые "
                      "вызовы), замеры {measure:.1f} с (прогрев и замеры), проверки {checks:.1f} с (сверка выходов, "
                      "статистика), прочее {fixed:.1f} с (рабочие процессы, пики, окружение, импорт)"},
+    "m_compile": {"en": "**Compilation (on-disk caches, `<out>/cache`):** {text}",
+                  "ru": "**Компиляция (кэши на диске, `<out>/cache`):** {text}"},
     "m_load": {"en": "**Utilisation (load %):** achieved FLOP/s (torch.utils.flop_counter, 2 FLOPs per multiply-add) "
                      "over the peak of the precision that ran: {which}",
                "ru": "**Загрузка (load %):** достигнутые FLOP/s (torch.utils.flop_counter, 2 FLOP на умножение-"

@@ -56,6 +56,8 @@ def method_lines(run, df: pd.DataFrame, _: Callable[..., str]) -> list[str]:
         # the report's own time is known only once it is written: left out, so a re-render says the same
         lines.append(_("m_time", total=tb["total"] - tb["report"], setup=tb["setup"], measure=tb["measure"],
                        checks=tb["checks"], fixed=max(0.0, tb["fixed"] - tb["report"])))
+    if comp := compile_text(run):
+        lines.append(_("m_compile", text=comp))
     lines += [_("m_load", which=_("m_load_both") if run.peak.get("datasheet") else _("m_load_meas"))
               + (f" ({peaks})" if peaks else "")]
     if len(m) and "threads" in m and m["threads"].notna().any():
@@ -97,3 +99,20 @@ def to_markdown(blocks: list[Block]) -> str:
         elif isinstance(b, Image):
             out += [f"![{b.alt}]({b.path})", ""]
     return "\n".join(out)
+
+
+def compile_text(run) -> str:
+    """Per runtime that compiles per cell: how many cells came from the on-disk caches and how many compiled."""
+    per: dict[str, list] = {}
+    for c in run.cells:
+        if c.info.get("compile_cache") in ("hit", "miss"):
+            per.setdefault(c.cell.runtime, []).append(c)
+    parts = []
+    for rt, cells in per.items():
+        hit = sum(c.info["compile_cache"] == "hit" for c in cells)
+        secs = [c.info["compile_s"] for c in cells if "compile_s" in c.info]
+        ahead = sum(bool(c.setup.get("precompiled")) for c in cells)
+        parts.append(f"{rt} {hit}/{len(cells)} from cache, {len(cells) - hit} compiled"
+                     + (f" ({min(secs):.1f}–{max(secs):.1f} s per cell)" if secs else "")
+                     + (f", {ahead} pre-compiled in parallel" if ahead else ""))
+    return "; ".join(parts)

@@ -21,7 +21,9 @@ import abc
 import importlib
 import importlib.metadata
 import importlib.util
+import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -78,6 +80,16 @@ class Runtime(abc.ABC):
     needs_torch_module: ClassVar[bool] = True  # False: runs an ONNX model file too
     needs_model: ClassVar[bool] = True  # False: gets model=None and no parity (the null runtime)
     install_hint: ClassVar[str] = ""
+    compiles: ClassVar[bool] = False  # per-shape compilation worth doing ahead in other processes (rtbench.precompile)
+    # the runtime's settings (sweep options): name -> the values it takes (empty: any). A variant such as
+    # ``torch-compile[compile_mode=max-autotune]`` sets them for one runtime group (see ``variant``).
+    settings: ClassVar[dict[str, tuple[str, ...]]] = {"threads": ()}
+
+    @classmethod
+    def search_space(cls, device: str) -> dict[str, tuple[str, ...]]:
+        """The settings ``rtbench tune`` tries on ``device`` (each value a variant of this runtime)."""
+        n = os.cpu_count() or 1
+        return {"threads": tuple(dict.fromkeys((str(n), str(max(1, n // 2)))))} if device == "cpu" and n > 1 else {}
 
     def __init__(self, model, sweep: Sweep, precision: str, workdir: Path):
         self.model = model
@@ -93,6 +105,10 @@ class Runtime(abc.ABC):
             raise Unsupported(f"{self.name} runs {', '.join(self.precisions)}, not {precision}{note}")
         check_device_precision(self.device, precision)
         self._check_boundary(sweep.boundary)
+        if threads := sweep.option("threads"):  # process-wide: every group has a worker process of its own
+            import torch
+
+            torch.set_num_threads(int(threads))
         self.stream = None  # on CUDA: the group's own stream, created once (see apply_settings)
         if self.device.startswith("cuda"):
             import torch
@@ -179,14 +195,55 @@ def register(cls: type[Runtime]) -> type[Runtime]:
     return cls
 
 
+VARIANT = re.compile(r"^([^\[\]]+)\[([^\[\]]*)\]$")
+
+
+def split_variant(name: str) -> tuple[str, dict[str, str]]:
+    """``torch-compile[compile_mode=max-autotune,channels_last=on]`` -> ("torch-compile", {...}); a plain name has
+    no settings."""
+    from rtbench.errors import UserError
+
+    m = VARIANT.match(name.strip())
+    if not m:
+        return name.strip(), {}
+    opts = {}
+    for item in filter(None, (x.strip() for x in m.group(2).split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise UserError(f"runtime {name!r}: settings are written key=value, e.g. torch[channels_last=on]")
+        opts[key.strip()] = value.strip()
+    return m.group(1).strip(), opts
+
+
+def variant(name: str, settings: dict[str, str]) -> str:
+    """The runtime name of ``name`` with ``settings`` (canonical: sorted; the plain name when there are none)."""
+    return f"{name}[{','.join(f'{k}={v}' for k, v in sorted(settings.items()))}]" if settings else name
+
+
 def get(name: str) -> type[Runtime]:
+    """The runtime class of ``name`` (a plain name or a variant whose settings the runtime takes)."""
     from rtbench.errors import UserError
 
     load_all()
-    if name not in REGISTRY:
-        raise UserError(f"unknown runtime {name!r}: use one of {', '.join(sorted(REGISTRY))} "
+    plain, opts = split_variant(name)
+    if plain not in REGISTRY:
+        raise UserError(f"unknown runtime {plain!r}: use one of {', '.join(sorted(REGISTRY))} "
                         "(`rtbench list runtimes` shows which are available here)")
-    return REGISTRY[name]
+    cls = REGISTRY[plain]
+    for key, value in opts.items():
+        if key not in cls.settings:
+            raise UserError(f"runtime {plain} has no setting {key!r}: use one of {', '.join(sorted(cls.settings))}")
+        if cls.settings[key] and value not in cls.settings[key]:
+            raise UserError(f"{plain}[{key}={value}]: use one of {', '.join(cls.settings[key])}")
+    return cls
+
+
+def variant_sweep(sweep: Sweep, name: str) -> Sweep:
+    """``sweep`` with the settings of the runtime variant ``name`` over its options (for that group only)."""
+    opts = split_variant(name)[1]
+    if not opts:
+        return sweep
+    return dataclasses.replace(sweep, options=tuple(sorted({**dict(sweep.options), **opts}.items())))
 
 
 def load_all() -> dict[str, type[Runtime]]:

@@ -14,6 +14,11 @@ class TorchEager(Runtime):
 
     name = "torch"
     package = "torch"
+    settings = {**Runtime.settings, "channels_last": ("auto", "on", "off"), "cudnn_benchmark": ("on", "off")}
+
+    @classmethod
+    def search_space(cls, device: str) -> dict:
+        return {**super().search_space(device), "channels_last": ("on", "off")}
 
     def __init__(self, model, sweep, precision, workdir):
         super().__init__(model, sweep, precision, workdir)
@@ -111,17 +116,48 @@ class TorchCompile(TorchEager):
     """
 
     name = "torch-compile"
+    compiles = True
+    MODES = ("default", "max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs")
+    settings = {**TorchEager.settings, "compile_mode": MODES}
 
     @classmethod
     def is_default(cls, device: str) -> bool:
         # ~4-7 s per shape on the H200; 7-24 s per shape on a 2-core CPU, which would double the default CPU run
         return device.startswith("cuda")
 
+    @classmethod
+    def search_space(cls, device: str) -> dict:
+        # max-autotune takes minutes per shape on a CPU; reduce-overhead is CUDA graphs
+        modes = cls.MODES[:3] if device.startswith("cuda") else cls.MODES[:1]
+        return {**super().search_space(device), "compile_mode": modes}
+
     def wrap(self, module):
         import torch
 
         self.mode = self.sweep.option("compile_mode") or "default"
+        if self.mode not in self.MODES:
+            from rtbench.runtimes.base import Unsupported
+
+            raise Unsupported(f"unknown torch.compile mode {self.mode!r}: use one of {', '.join(self.MODES)}")
         return torch.compile(module, mode=self.mode, dynamic=False, fullgraph=True)
+
+    def prepare(self, cell, x) -> Session:
+        """Compile here, at the first call (its seconds and whether inductor's on-disk caches had it are recorded),
+        so that the cell's set-up says "compiled" or "from cache"."""
+        from torch._dynamo.utils import counters
+
+        from rtbench.runtimes.common import sync
+
+        s = super().prepare(cell, x)
+        before = dict(counters["inductor"])
+        t0 = time.perf_counter()
+        s.call()
+        sync(self.device)
+        took = time.perf_counter() - t0
+        hits, misses = (counters["inductor"].get(k, 0) - before.get(k, 0) for k in ("fxgraph_cache_hit",
+                                                                                   "fxgraph_cache_miss"))
+        s.info.update(compile_s=took, compile_cache="hit" if hits and not misses else "miss" if misses else "none")
+        return s
 
     def apply_settings(self) -> dict:
         """Also set dynamo's process-wide configuration (compilation happens at the first call)."""

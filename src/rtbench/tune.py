@@ -1,0 +1,341 @@
+"""``rtbench tune``: the fastest correct way to run a model on this machine, under a latency budget.
+
+The search, within a time budget (each step checks the clock):
+
+1. **Arms.** Every available runtime x precision x its settings (``Runtime.search_space``: channels_last,
+   torch.compile mode, threads on a CPU; a CUDA graph is its own runtime). Expensive settings (compile modes
+   beyond ``default``) are held back as refinements of the best arm of their runtime (step 4).
+2. **Screen.** Each arm is prepared once at the first batch in a worker process (engine.Group: the engine's own
+   preparation, parity check and warm-up). What cannot run is pruned there, cheaply: unavailable, unsupported,
+   failed, out of memory, and **parity**: an arm whose outputs fail the check is never recommended.
+3. **Batch.** Per surviving arm, the best batch: with a latency budget the largest batch whose latency stays
+   within it (latency grows with batch: doubling, then bisection); without one, doubling while images/s stay
+   within SLACK of the best batch so far (up to MAX_BATCH). Arms far behind the leader after the screen (under KEEP of its throughput) stop here.
+4. **Refine.** The held-back settings of each runtime's best arm, at its best batch and the batches next to it.
+   Shapes of runtimes that compile are compiled in parallel processes (rtbench.precompile) throughout.
+5. **Race.** The leaders (at most RACE_ARMS) and eager torch fp32 are measured in interleaved rounds (the
+   engine and rtbench.rounds: one timing loop); arms significantly slower than the leader (paired CI on
+   images/s) are dropped, and the rest of the budget goes to the others in a second race.
+
+Steps 2-4 read a cell's latency from its warm-up (the median of its last calls): cheap, and enough to order
+batches and prune. Only the race's rounds give intervals, and only they decide the winner (rtbench.tune_result).
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rtbench.engine import Group
+from rtbench.errors import UserError
+from rtbench.precompile import Precompiler, setup_record
+from rtbench.runtimes import base
+from rtbench.spec import Cell, Sweep
+from rtbench.status import Status
+
+DEFERRED = ("compile_mode",)  # settings whose other values cost minutes per shape: tried as refinements
+SLACK = 0.1  # without a latency budget, doubling the batch goes on while images/s stay within this share of the best
+KEEP = 0.5  # arms under this share of the best screened throughput stop after the screen
+SEARCH_ARMS = 8  # at most this many arms get a batch search
+RACE_ARMS = 6  # at most this many arms race (plus eager fp32)
+RACE_SHARE = 0.3  # of the whole budget kept for the races (at least RACE_MIN_S, or half a small budget)
+RACE_MIN_S = 40.0
+MAX_BATCH = {"cuda": 1024, "cpu": 64}
+BASELINE = ("torch", "fp32")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One configuration to try: a runtime variant (its settings in its name) and a precision."""
+
+    runtime: str
+    precision: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime} {self.precision}"
+
+    @property
+    def family(self) -> str:
+        return base.split_variant(self.runtime)[0]
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What the tune optimises: images/s, within ``latency_budget_ms`` per batch, or at a fixed batch."""
+
+    objective: str = "throughput"  # throughput, or latency (at --batch, default 1)
+    latency_budget_ms: float | None = None
+    batch: int | None = None
+
+    def __post_init__(self):
+        if self.objective not in ("throughput", "latency"):
+            raise UserError(f"unknown objective {self.objective!r}: use throughput or latency")
+        if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
+            raise UserError("--latency-budget-ms must be a positive number of milliseconds, e.g. 1")
+        if self.batch is not None and self.batch < 1:
+            raise UserError("--batch must be a whole number of at least 1")
+        if self.batch is not None and self.latency_budget_ms is not None:
+            raise UserError("give --latency-budget-ms or --batch, not both: the budget picks the batch")
+
+    @property
+    def fixed_batch(self) -> int | None:
+        if self.batch is not None:
+            return self.batch
+        return 1 if self.objective == "latency" and self.latency_budget_ms is None else None
+
+    def meets(self, ms: float) -> bool:
+        return self.latency_budget_ms is None or ms <= self.latency_budget_ms
+
+
+@dataclass
+class Trial:
+    """One configuration tried at one batch: what its preparation measured, or why it could not run."""
+
+    stage: str
+    arm: Arm
+    batch: int
+    status: str
+    reason: str | None = None
+    ms: float | None = None  # warm-up latency per call (per batch)
+    setup_s: float | None = None  # export, session, compile, first call (a pre-compile's own seconds apart)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == str(Status.OK) and self.ms is not None
+
+    @property
+    def images_s(self) -> float:
+        return self.batch * 1e3 / self.ms if self.ok else 0.0
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "runtime": self.arm.runtime, "precision": self.arm.precision,
+                "batch": self.batch, "status": self.status, "reason": self.reason, "ms": self.ms,
+                "images_s": self.images_s if self.ok else None, "setup_s": self.setup_s, **self.info}
+
+
+def candidates(device: str, runtimes: tuple[str, ...] | None = None) -> tuple[list[Arm], list[Arm], list[Trial]]:
+    """(arms to screen, refinements held back, trials of runtimes that are not available here)."""
+    names = runtimes or tuple(n for n, c in base.load_all().items()
+                              if c.needs_model and (c.is_default(device) or (c.graph and device.startswith("cuda"))))
+    first, later, absent = [], [], []
+    for name in names:
+        cls = base.get(name)
+        ok, why = cls.availability(device)
+        if not ok:
+            absent.append(Trial("screen", Arm(name, "-"), 0, str(Status.UNAVAILABLE), why))
+            continue
+        space = cls.search_space(device)
+        precisions = [p for p in cls.precisions if device.startswith("cuda") or p in ("fp32", "bf16")]
+        for values in itertools.product(*space.values()):
+            settings = dict(zip(space, values))
+            deferred = any(settings.get(k) not in (None, space[k][0]) for k in DEFERRED if k in space)
+            for p in precisions:
+                (later if deferred else first).append(Arm(base.variant(name, settings), p))
+    return first, later, absent
+
+
+class Search:
+    """Tries arms at batches in worker processes, keeping every trial (the trail)."""
+
+    def __init__(self, sweep: Sweep, size: int, goal: Goal, workdir: Path, deadline: float, cell_timeout: float):
+        self.sweep, self.size, self.goal, self.workdir = sweep, size, goal, Path(workdir)
+        self.deadline, self.timeout_cap = deadline, cell_timeout
+        self.refs_dir = self.workdir / "cache" / f"refs-tune-{int(time.time() * 1e3)}"
+        self.groups: dict[Arm, Group] = {}
+        self.trail: list[Trial] = []
+        self.max_batch = MAX_BATCH["cuda" if sweep.device.startswith("cuda") else "cpu"]
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    @property
+    def cell_timeout(self) -> float:
+        """What engine.Group allows one request: the cell timeout, or the time left when that is less."""
+        return max(1.0, min(self.timeout_cap, self.left()))
+
+    def cell(self, arm: Arm, batch: int) -> Cell:
+        s = self.sweep
+        return Cell(s.model, arm.runtime, arm.precision, self.size, batch, s.device, s.boundary)
+
+    def ahead(self, plan: list[tuple[Arm, int]]) -> Precompiler:
+        """Start compiling these shapes now, in the background (``try_all`` later waits for those it needs)."""
+        return Precompiler(self.sweep, self.workdir, self.cell_timeout, [self.cell(a, b) for a, b in plan],
+                           self.refs_dir)
+
+    def try_all(self, stage: str, plan: list[tuple[Arm, int]], early: Precompiler | None = None) -> list[Trial]:
+        """Prepare each (arm, batch), shapes that compile compiled ahead in parallel (or by ``early``, when it has
+        them); arms whose time ran out are recorded as ``skipped``."""
+        known = set(early.done) | {c.key for c in early.queue} if early else set()
+        pre = self.ahead([(a, b) for a, b in plan if self.cell(a, b).key not in known])
+        out = []
+        try:
+            for arm, batch in plan:
+                out.append(self._try(stage, arm, batch, early if self.cell(arm, batch).key in known else pre))
+        finally:
+            pre.close()
+        return out
+
+    def _try(self, stage: str, arm: Arm, batch: int, pre: Precompiler) -> Trial:
+        cell = self.cell(arm, batch)
+        if self.left() <= 0:
+            t = Trial(stage, arm, batch, str(Status.SKIPPED), "the tune's time budget ran out")
+            self.trail.append(t)
+            return t
+        ahead = setup_record(pre.claim(cell))
+        g = self.groups.get(arm) or self.groups.setdefault(arm, Group(self, arm.runtime, arm.precision))
+        t0 = time.perf_counter()
+        got = g.prepare(cell)
+        wall = time.perf_counter() - t0
+        parts = got.parts
+        status, reason = got.status, got.reason
+        if status is Status.MEASURING:
+            verdict = (parts.get("parity") or {}).get("verdict", "ok")
+            status, reason = ((Status.MISMATCH, (parts.get("parity") or {}).get("reason")) if verdict == "mismatch"
+                              else (Status.OK, None))
+            g.finish(cell)
+        setup = parts.get("setup") or {}
+        info = {"wall_s": wall, **ahead,
+                **{k: v for k, v in (parts.get("info") or {}).items() if k in ("compile_s", "compile_cache")}}
+        t = Trial(stage, arm, batch, str(status), reason, (parts.get("stats") or {}).get("per_call_ms"),
+                  sum(v for k, v in setup.items() if k.endswith("_s")) + setup.get("first_call_ms", 0) / 1e3, info)
+        if status is not Status.OK:
+            t.ms = t.ms if status is Status.MISMATCH else None
+        self.trail.append(t)
+        return t
+
+    def drop(self, arm: Arm) -> None:
+        """End an arm's worker (its sessions and memory) once it is no longer tried."""
+        g = self.groups.pop(arm, None)
+        if g is not None:
+            g.close()
+
+    def close(self) -> None:
+        for arm in list(self.groups):
+            self.drop(arm)
+        import shutil
+
+        shutil.rmtree(self.refs_dir, ignore_errors=True)
+
+    # the batch search ----------------------------------------------------------------------------------
+    def first_batch(self) -> int:
+        if (b := self.goal.fixed_batch) is not None:
+            return b
+        return 1 if self.goal.latency_budget_ms is not None or not self.sweep.device.startswith("cuda") else 32
+
+    def best_batches(self, arms: list[Arm], start: dict[Arm, Trial]) -> dict[Arm, Trial]:
+        """Per arm, its best trial: steps of every arm at once, so the shapes of one step compile in parallel."""
+        best = {a: start[a] for a in arms if start[a].ok and self.goal.meets(start[a].ms)}
+        if self.goal.fixed_batch is not None:
+            return best
+        lo = dict(best)  # the largest batch known to be within the budget / still gaining
+        hi: dict[Arm, int] = {}  # the smallest batch known to be over the budget (or out of memory)
+        while self.left() > 0:
+            plan = [(a, self._next(lo[a], hi.get(a))) for a in lo]
+            plan = [(a, b) for a, b in plan if b is not None]
+            if not plan:
+                break
+            for (a, b), t in zip(plan, self.try_all("batch", plan)):
+                # without a budget: go on while images/s stay within SLACK of the best so far (one noisy step on a
+                # busy host must not end the search)
+                holds = self.goal.latency_budget_ms is not None or t.images_s >= (1 - SLACK) * best[a].images_s
+                if t.ok and self.goal.meets(t.ms) and holds:
+                    lo[a] = t
+                    if t.images_s > best[a].images_s:
+                        best[a] = t
+                elif t.status == str(Status.SKIPPED):
+                    lo.pop(a)
+                else:
+                    hi[a] = b
+        return best
+
+    def _next(self, lo: Trial, hi: int | None) -> int | None:
+        """The next batch to try for an arm: double until something fails; then (with a latency budget) bisect
+        while the gap is over an eighth of the batch."""
+        if hi is None:
+            return lo.batch * 2 if lo.batch * 2 <= self.max_batch else None
+        if self.goal.latency_budget_ms is None or hi - lo.batch <= max(1, lo.batch // 8):
+            return None
+        return (lo.batch + hi) // 2
+
+
+def refinements(later: list[Arm], best: dict[Arm, Trial]) -> list[Arm]:
+    """The held-back settings of each runtime family's best arm (same precision and other settings)."""
+    out = []
+    for fam in dict.fromkeys(a.family for a in later):
+        mine = [t for a, t in best.items() if a.family == fam]
+        if not mine:
+            continue
+        top = max(mine, key=lambda t: t.images_s).arm
+        keep = {k: v for k, v in base.split_variant(top.runtime)[1].items() if k not in DEFERRED}
+        out += [a for a in later if a.family == fam and a.precision == top.precision
+                and {k: v for k, v in base.split_variant(a.runtime)[1].items() if k not in DEFERRED} == keep]
+    return out
+
+
+def neighbours(batch: int, goal: Goal, max_batch: int) -> list[int]:
+    """Batches a refinement is tried at: its parent's, and (without a fixed batch) the next ones around it."""
+    if goal.fixed_batch is not None:
+        return [batch]
+    around = [batch, batch // 2] if goal.latency_budget_ms is not None else [batch, batch * 2, batch // 2]
+    return [b for b in dict.fromkeys(around) if 1 <= b <= max_batch]
+
+
+def search(search: Search, first: list[Arm], later: list[Arm]) -> dict[Arm, Trial]:
+    """Steps 2-4 of the module docstring; returns each arm's best trial (ok, parity passed, within the budget)."""
+    b0 = search.first_batch()
+    screened = dict(zip(first, search.try_all("screen", [(a, b0) for a in first])))
+    alive = {a: t for a, t in screened.items() if t.ok and search.goal.meets(t.ms)}
+    top = max((t.images_s for t in alive.values()), default=0.0)
+    chosen = sorted((a for a, t in alive.items() if t.images_s >= KEEP * top), key=lambda a: -alive[a].images_s)
+    chosen = chosen[:SEARCH_ARMS]
+    for a in first:
+        if a not in chosen:
+            search.drop(a)
+    # the costly compile modes of the screen's best arm start compiling now, at the batches a throughput search
+    # usually ends at, while the batch search runs (a guess: shapes it misses compile in the refine step)
+    guess = [search.max_batch // 4, search.max_batch // 2] if search.goal.latency_budget_ms is None else []
+    if search.goal.fixed_batch is not None:
+        guess = [search.goal.fixed_batch]
+    early_arms = refinements(later, {a: alive[a] for a in chosen})
+    early = search.ahead([(a, b) for a in early_arms for b in guess])
+    try:
+        best = search.best_batches(chosen, screened)
+        extra = refinements(later, best)
+        if extra and search.left() > 0:
+            plan = [(a, b) for a in extra
+                    for b in neighbours(best[_parent(a, best)].batch, search.goal, search.max_batch)]
+            for t in search.try_all("refine", plan, early):
+                if t.ok and search.goal.meets(t.ms) and (t.arm not in best or t.images_s > best[t.arm].images_s):
+                    best[t.arm] = t
+    finally:
+        early.close(kill=True)  # guesses nobody needed: not worth waiting for
+    for a in list(search.groups):
+        search.drop(a)
+    return best
+
+
+def _parent(arm: Arm, best: dict[Arm, Trial]) -> Arm:
+    keep = {k: v for k, v in base.split_variant(arm.runtime)[1].items() if k not in DEFERRED}
+    return next(a for a in best if a.family == arm.family and a.precision == arm.precision
+                and {k: v for k, v in base.split_variant(a.runtime)[1].items() if k not in DEFERRED} == keep)
+
+
+def race_plan(best: dict[Arm, Trial]) -> list[tuple[Arm, int]]:
+    """The leaders at their batches, and eager torch fp32 at the leader's batch (the reference)."""
+    leaders = sorted(best.values(), key=lambda t: -t.images_s)[:RACE_ARMS]
+    plan = [(t.arm, t.batch) for t in leaders]
+    if leaders and not any(a.runtime == BASELINE[0] and a.precision == BASELINE[1] for a, _b in plan):
+        plan.append((Arm(*BASELINE), leaders[0].batch))
+    return plan
+
+
+def race_sweep(sweep: Sweep, size: int, plan: list[tuple[Arm, int]], budget_s: float) -> Sweep:
+    """A sweep of exactly the race's cells (each arm at its own batch)."""
+    return replace(sweep, runtimes=tuple(dict.fromkeys(a.runtime for a, _b in plan)),
+                   precisions=tuple(dict.fromkeys(a.precision for a, _b in plan)), sizes=(size,),
+                   batches=tuple(sorted({b for _a, b in plan})),
+                   only=tuple((a.runtime, a.precision, size, b) for a, b in plan),
+                   policy=replace(sweep.policy, budget_s=max(1.0, budget_s)))

@@ -1,0 +1,156 @@
+"""rtbench tune: the search's pure parts, and one real tune on the CPU (tiny model; real runtimes, store, report)."""
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+
+import pytest
+
+from rtbench.errors import UserError
+from rtbench.report.tune import frontier
+from rtbench.runtimes import base
+from rtbench.tune import Arm, Goal, Search, Trial, candidates, race_plan, refinements
+
+
+def test_variants_carry_their_settings_and_bad_ones_are_bad_input():
+    assert base.split_variant("torch-compile[compile_mode=max-autotune, channels_last=on]") == (
+        "torch-compile", {"compile_mode": "max-autotune", "channels_last": "on"})
+    assert base.variant("torch", {"threads": "1", "channels_last": "off"}) == "torch[channels_last=off,threads=1]"
+    assert base.get("torch[channels_last=on]") is base.get("torch")
+    with pytest.raises(UserError, match="has no setting 'compile_mode'"):
+        base.get("torch[compile_mode=default]")
+    with pytest.raises(UserError, match="use one of default, max-autotune"):
+        base.get("torch-compile[compile_mode=fastest]")
+    with pytest.raises(UserError, match="key=value"):
+        base.get("torch[channels_last]")
+    from rtbench.spec import Sweep, parse_list
+
+    assert parse_list("torch[channels_last=on,threads=1],onnxruntime", "runtimes") == (
+        "torch[channels_last=on,threads=1]", "onnxruntime")
+    s = base.variant_sweep(Sweep(runtimes=("x",), options=(("compile_mode", "default"),)),
+                           "torch-compile[compile_mode=max-autotune]")
+    assert s.option("compile_mode") == "max-autotune"
+
+
+def test_goal_rejects_what_cannot_be_met():
+    with pytest.raises(UserError, match="not both"):
+        Goal(latency_budget_ms=1.0, batch=8)
+    with pytest.raises(UserError, match="positive"):
+        Goal(latency_budget_ms=0)
+    with pytest.raises(UserError, match="throughput or latency"):
+        Goal(objective="speed")
+    assert Goal(objective="latency").fixed_batch == 1 and Goal().fixed_batch is None and Goal(batch=4).fixed_batch == 4
+
+
+def test_candidates_hold_back_costly_compile_modes():
+    first, later, _absent = candidates("cpu", ("torch",))
+    threads = [{"threads": v} for v in base.Runtime.search_space("cpu").get("threads", ())] or [{}]
+    assert {a.runtime for a in first} == {base.variant("torch", {"channels_last": cl, **t}) for cl in ("on", "off")
+                                          for t in threads}
+    assert not later and {a.precision for a in first} == {"fp32", "bf16"}
+    # torch-compile's modes past "default" are refinements of the best arm of the family
+    first, later, _ = candidates("cpu", ("torch-compile",))
+    assert all("compile_mode=default" in a.runtime for a in first) and not later  # a CPU tries default only
+    arms = [Arm("torch-compile[channels_last=on,compile_mode=default]", "fp16"),
+            Arm("torch-compile[channels_last=off,compile_mode=default]", "fp16")]
+    held = [Arm(f"torch-compile[channels_last={cl},compile_mode={m}]", p) for cl in ("on", "off")
+            for m in ("max-autotune", "reduce-overhead") for p in ("fp16", "fp32")]
+    best = {arms[0]: Trial("batch", arms[0], 256, "ok", ms=3.0), arms[1]: Trial("batch", arms[1], 256, "ok", ms=4.0)}
+    assert refinements(held, best) == [Arm("torch-compile[channels_last=on,compile_mode=max-autotune]", "fp16"),
+                                       Arm("torch-compile[channels_last=on,compile_mode=reduce-overhead]", "fp16")]
+
+
+def test_batch_search_doubles_then_bisects_under_a_latency_budget():
+    s = Search.__new__(Search)
+    s.goal, s.max_batch = Goal(latency_budget_ms=1.0), 1024
+    lo = Trial("batch", Arm("torch", "fp32"), 16, "ok", ms=0.8)
+    assert s._next(lo, None) == 32  # nothing over the budget yet: double
+    assert s._next(lo, 32) == 24  # 32 was over: bisect
+    assert s._next(Trial("batch", lo.arm, 30, "ok", ms=0.9), 32) is None  # within an eighth: done
+    s.goal = Goal()  # throughput: doubling stops at the first batch that does not gain
+    assert s._next(lo, 32) is None and s._next(Trial("b", lo.arm, 1024, "ok", ms=1.0), None) is None
+
+
+def test_frontier_and_race_plan():
+    assert frontier([(1.0, 100), (2.0, 90), (2.0, 300), (0.5, 50), (4.0, 280)]) == [(0.5, 50), (1.0, 100), (2.0, 300)]
+    a, b = Arm("onnxruntime", "fp32"), Arm("torch[channels_last=on]", "fp32")
+    plan = race_plan({a: Trial("batch", a, 8, "ok", ms=2.0), b: Trial("batch", b, 4, "ok", ms=1.5)})
+    assert plan == [(a, 8), (b, 4), (Arm("torch", "fp32"), 8)]  # eager fp32 joins at the leader's batch
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """One real tune on the CPU: a tiny CNN, ONNX Runtime and a runtime whose outputs are fp16 while it claims fp32
+    (parity must keep it from being recommended), 0.75 minutes; eager torch fp32 joins the race as the reference."""
+    import os
+
+    import rtbench
+
+    out = tmp_path_factory.mktemp("tune")
+    os.environ["RTBENCH_PLUGINS"] = "downcast_runtimes"
+    try:
+        t0 = time.perf_counter()
+        res = rtbench.tune(model="entry_models:tiny_cnn", size=32, budget_min=0.75, device="cpu", out=out,
+                           runtimes="onnxruntime,torch-fp16-as-fp32")
+        wall = time.perf_counter() - t0
+    finally:
+        os.environ.pop("RTBENCH_PLUGINS", None)
+    return res, wall, out
+
+
+def test_tune_recommends_a_parity_checked_winner_within_its_budget(tuned):
+    res, wall, out = tuned
+    assert wall <= 45 + 15  # its budget, and the report (on a busy 2-core host)
+    w = res.winner
+    assert w is not None and w["status"] == "ok" and w["rounds"] >= 2
+    assert w["images_s_low"] <= w["images_s"] <= w["images_s_high"]
+    raced = [a for a in res.arms if a["status"] == "ok" and a.get("images_s")]
+    assert w["images_s"] == max(a["images_s"] for a in raced)
+    downcast = [t for t in res.trail if t["runtime"].startswith("torch-fp16-as-fp32")]
+    fp32 = [t for t in downcast if t["precision"] == "fp32"]  # it refuses the others (unsupported)
+    assert fp32 and all(t["status"] == "mismatch" for t in fp32)  # tried, failed parity, never raced
+    assert not any(a["runtime"].startswith("torch-fp16-as-fp32") for a in res.arms)
+    assert any(a["runtime"] == "torch" and a["precision"] == "fp32" for a in res.arms)  # eager fp32, same rounds
+    if w["runtime"] != "torch":
+        assert res.vs_eager and res.vs_eager["speedup_low"] <= res.vs_eager["speedup"] <= res.vs_eager["speedup_high"]
+    assert res.reproduce["command"].startswith("rtbench run --model entry_models:tiny_cnn --runtimes")
+    stages = {t["stage"] for t in res.trail}
+    assert {"screen", "batch"} <= stages and res.races
+
+
+def test_tune_is_stored_and_reported(tuned):
+    from rtbench.results import Run
+    from rtbench.tune_run import load_tune
+
+    res, _wall, out = tuned
+    back = load_tune(res.id, out)
+    assert back.winner == res.winner and back.trail == res.trail and back.races == res.races
+    race = Run.load(res.races[-1], out)  # an ordinary run: every raced cell with its rounds
+    assert {(c.cell.runtime, c.cell.batch) for c in race.cells} == {(a["runtime"], a["batch"]) for a in res.arms}
+    md = (res.report_dir / "tune.md").read_text(encoding="utf-8")
+    assert "**Recommended:**" in md and "(images/frontier.png)" in md and (res.report_dir / "images/frontier.png").is_file()
+    assert md.count("\n| screen |") + md.count("\n| batch |") + md.count("\n| refine |") == len(res.trail)
+    from test_report_html import CHROMIUM, PROBE, chromium
+
+    if CHROMIUM is None:
+        pytest.skip("needs chromium (CI installs it via .ci/run)")
+    page = res.report_dir / "tune.html"
+    probe = res.report_dir / "probe.html"
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    p = chromium("--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
+    seen = json.loads(html.unescape(re.search(r'<pre id="rtbench-probe">(.*?)</pre>', p.stdout, re.S).group(1)))
+    assert len(seen["imgs"]) == 1 and seen["imgs"][0]["w"] > 300
+    assert sum(seen["rows"]) == 8 * len(res.arms) + 9 * len(res.trail)
+
+
+def test_tune_bad_input_is_one_line(cli, tmp_path):
+    import rtbench
+
+    with pytest.raises(UserError, match="--budget-min 10"):
+        rtbench.tune(budget_min=0, device="cpu", out=tmp_path)
+    with pytest.raises(UserError, match="not both"):
+        rtbench.tune(batch=8, latency_budget_ms=1, device="cpu", out=tmp_path)
+    p = cli("tune", "--device", "cpu", "--runtimes", "torch[compile_mode=default]")
+    assert p.returncode == 2 and "has no setting" in p.stderr and "Traceback" not in p.stderr, p.stderr
