@@ -190,10 +190,11 @@ class Engine:
                   for c in self.store.cells(self.run_id, with_samples=True)}
         units: list[Unit] = []
         todo = [c for c in self.sweep.cells() if c.key not in stored or not Status(stored[c.key]["status"]).final]
-        # pre-compiling runs on this host's default GPU: a zoo's lanes (their own GPU, a Ray node) compile in their
-        # measuring workers and share the on-disk caches only
-        self.precompiler = Precompiler(self.sweep, self.workdir, self.cell_timeout,
-                                       todo if self.lane is None else [], self.refs_dir)
+        # pre-compiling uses this host's spare cores and default GPU: a zoo's lanes (a GPU and a share of the cores
+        # each, a Ray node) compile in their measuring workers and share the on-disk caches only
+        precompiles = self.lane is None or self.lane.precompiles
+        self.precompiler = Precompiler(self.sweep, self.workdir, self.cell_timeout, todo if precompiles else [],
+                                       self.refs_dir)
         try:
             for c in self.sweep.cells():
                 self.groups.setdefault((c.runtime, c.precision), Group(self, c.runtime, c.precision))

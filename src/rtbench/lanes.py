@@ -20,6 +20,7 @@ class Lane:
 
     forks = True  # workers come from the local fork server (a Ray lane's do not)
     max_retries = 0  # a worker lost here crashed on its own: its cell fails, it is not tried again
+    precompiles = True  # compile ahead in extra worker processes (rtbench.precompile); a zoo's lanes do not
     name = "local"
 
     def __init__(self) -> None:
@@ -71,6 +72,8 @@ _MEASURING = threading.Lock()
 
 class _Cached(Lane):
     """A zoo's lane measures its harness cost, peaks and fingerprint once, for all the runs it serves."""
+
+    precompiles = False  # its neighbours' lanes use the other cores; it compiles in its measuring workers
 
     @functools.cache
     def _harness(self) -> dict:

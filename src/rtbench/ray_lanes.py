@@ -92,6 +92,7 @@ class RayLane(Lane):
     """One bundle (one GPU, or one node's CPUs) of a Ray cluster."""
 
     forks = False
+    precompiles = False  # its workers are actors on a node; they compile there and share the node's caches
 
     def __init__(self, node: dict, bundle: dict, index: int, max_retries: int = DEFAULT_MAX_RETRIES):
         super().__init__()

@@ -33,6 +33,7 @@ from rtbench.precompile import Precompiler, setup_record
 from rtbench.runtimes import base
 from rtbench.spec import Cell, Sweep
 from rtbench.status import Status
+from rtbench.worker import Worker
 
 DEFERRED = ("compile_mode",)  # settings whose other values cost minutes per shape: tried as refinements
 SLACK = 0.1  # without a latency budget, doubling the batch goes on while images/s stay within this share of the best
@@ -147,6 +148,7 @@ class Search:
         self.groups: dict[Arm, Group] = {}
         self.trail: list[Trial] = []
         self.max_batch = MAX_BATCH["cuda" if sweep.device.startswith("cuda") else "cpu"]
+        self.new_worker, self.max_retries = Worker, 0  # what engine.Group asks of its engine: workers on this host
 
     def left(self) -> float:
         return self.deadline - time.perf_counter()
