@@ -30,9 +30,15 @@ CREATE TABLE IF NOT EXISTS blocks (
     id INTEGER PRIMARY KEY, cell_id INTEGER NOT NULL REFERENCES cells(id), round INTEGER NOT NULL,
     started REAL, seconds REAL, rewarm_calls INTEGER NOT NULL DEFAULT 0,
     primary_ms BLOB NOT NULL, host_ms BLOB NOT NULL, launch_ms BLOB, UNIQUE (cell_id, round));
+CREATE TABLE IF NOT EXISTS load_points (
+    id INTEGER PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(id), runtime TEXT NOT NULL,
+    precision TEXT NOT NULL, size INTEGER NOT NULL, max_batch INTEGER NOT NULL, max_delay_ms REAL NOT NULL,
+    offered_qps REAL, kind TEXT NOT NULL, seed INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT, stats TEXT,
+    info TEXT, created TEXT NOT NULL, arrival_s BLOB, latency_ms BLOB, queue_ms BLOB, batch BLOB);
 """
 # Schema 1 kept one ``samples`` row per cell (its calls, all in one block). Schema 2 keeps every block of
 # every round (``blocks``), so a cell's interval comes from its rounds and a killed run resumes by round.
+# ``load_points`` (rtbench.loadtest) holds the points of load tests, every request's latency kept.
 
 CELL_JSON = ("stats", "setup", "parity", "info", "telemetry")
 

@@ -10,7 +10,8 @@ Protocol over one duplex Pipe: the worker sends ``("ready", info, group_outcome)
 set up (``group_outcome`` is an Outcome for every cell when the group cannot run at all, else None);
 the parent then sends requests one at a time and receives one answer for each: ``("prepare", cell)`` ->
 Outcome (``measuring`` when ready), ``("block", cell, BlockSpec)`` -> timing.Block or a failure Outcome,
-``("finish", cell)`` -> the cell's telemetry; ``None`` ends the worker.
+``("finish", cell)`` -> the cell's telemetry, ``("load", cells, point)`` -> a load point's loadgen.Trace (or a
+failure Outcome); ``None`` ends the worker.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import numpy as np
 import torch  # noqa: F401  (preloaded by the fork server: workers start without re-importing it)
 import torchvision  # noqa: F401
 
-from rtbench import parity, telemetry, timing
+from rtbench import loadgen, parity, telemetry, timing
 from rtbench.child import worker_context
 from rtbench.runtimes import base
 from rtbench.runtimes.base import Unsupported
@@ -191,6 +192,19 @@ class GroupMeasurer:
         calls = self.calls.pop(cell.key, 0)
         return sampler.summary(calls=calls, batch=cell.batch) if sampler is not None else {}
 
+    def load(self, cells: dict[int, Cell], point: loadgen.Point) -> loadgen.Trace | Outcome:
+        """One load point over the sessions of ``cells`` (one per batch bucket), served here: no message passes
+        between a request and its batch. A cell closed to free memory is prepared again first."""
+        for cell in cells.values():
+            if cell.key not in self.live and (again := self.prepare(cell)).status is not Status.MEASURING:
+                return again
+        try:
+            return loadgen.serve_point({b: self.live[c.key].session for b, c in cells.items()}, point)
+        except Exception as e:  # noqa: BLE001 - failure is data
+            for cell in cells.values():
+                self._close(cell.key)
+            return _failure(e)
+
     def _prepare(self, cell: Cell) -> Outcome:
         from rtbench.runtimes.common import make_input, sync
 
@@ -267,7 +281,7 @@ def serve(conn, job: dict) -> None:
                       Path(job["refs_dir"]) if job.get("refs_dir") else None)
     group = m.setup()
     conn.send(("ready", {"pid": os.getpid(), "setup_s": time.perf_counter() - t0}, group))
-    handlers = {"prepare": m.prepare, "block": m.block, "finish": m.finish}
+    handlers = {"prepare": m.prepare, "block": m.block, "finish": m.finish, "load": m.load}
     try:
         while group is None and (req := conn.recv()) is not None:
             conn.send(handlers[req[0]](*req[1:]))
@@ -327,7 +341,7 @@ class Worker:
         self.start_s = max(0.0, time.perf_counter() - t0 - self.setup_s)  # process start + imports
 
     def request(self, what: str, *args, timeout: float):
-        """Send one request (prepare, block, finish) and wait for its answer; WorkerLost when it dies or hangs."""
+        """Send one request (prepare, block, finish, load) and wait for its answer; WorkerLost when it dies or hangs."""
         self.conn.send((what, *args))
         return self._recv(timeout, f"this cell's {what}")
 
