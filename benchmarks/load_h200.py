@@ -2,12 +2,12 @@
 own capacity with the null runtime. Writes its results page itself.
 
     python benchmarks/load_h200.py [--results benchmarks/results] [--device cuda] [--model resnet18] [--size 224]
-        [--precision fp16] [--runtimes torch,torch-compile,onnxruntime] [--max-batch 32] [--max-delay-ms 2]
+        [--precision fp16] [--runtimes torch,torch-compile,onnxruntime] [--max-batch 64] [--max-delay-ms 2]
         [--slo 10ms] [--duration 1]
 
 Defaults: the H200 proof of `rtbench load` (ResNet18 224 px fp16, torch, torch-compile and ONNX Runtime, one
-batching policy, --qps auto, SLO p99 <= 10 ms). Then the null runtime (does nothing) serves the same policy at 5x
-and 10x the highest rate offered to any runtime, and max-batch 1 at 1x and 5x: what the generator sustains by
+batching policy, --qps auto, SLO p99 <= 10 ms). Then the null runtime (does nothing) serves 1x, 5x and 10x the
+highest rate offered to any runtime, with the same policy and with max-batch 1: what the generator sustains by
 itself. Everything goes to RESULTS/<machine>-<UTC date>-load/: README.md (machine, command, wall time, the
 tables), rtbench.sqlite (both runs, every request's latency), and each run's report folder (load.md, load.html,
 images). A CPU smoke test: --device cpu --model entry_models:tiny_cnn --size 32 --precision fp32
@@ -19,6 +19,7 @@ import argparse
 import math
 import platform
 import re
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import rtbench  # noqa: E402
 from rtbench.loadspec import LoadSpec  # noqa: E402
-from rtbench.report.load import best_rows  # noqa: E402
+from rtbench.report.load import best_rows, ci_text  # noqa: E402
 from rtbench.report.markdown import table_md  # noqa: E402
 from rtbench.results import Run  # noqa: E402
 
@@ -71,15 +72,16 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--precision", default="fp16")
     ap.add_argument("--runtimes", default="torch,torch-compile,onnxruntime")
-    ap.add_argument("--max-batch", default="32")
+    ap.add_argument("--max-batch", default="64")
     ap.add_argument("--max-delay-ms", default="2")
     ap.add_argument("--slo", default="10ms")
     ap.add_argument("--duration", type=float, default=1.0)
+    ap.add_argument("--date", default=datetime.now(timezone.utc).strftime("%Y-%m-%d"), help="UTC date for the folder")
     a = ap.parse_args()
     t0 = time.perf_counter()
     common = dict(model=a.model, precision=a.precision, size=a.size, max_delay_ms=a.max_delay_ms, device=a.device,
                   duration=a.duration, progress=progress)
-    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    date = a.date
     tmp = Path(a.results) / f"load-{date}-partial"  # renamed once the machine's name is known
     print(f"runtimes {a.runtimes}: {a.model} {a.size} px {a.precision}, max-batch {a.max_batch} / {a.max_delay_ms} "
           f"ms, qps auto, SLO p99 <= {a.slo}", flush=True)
@@ -89,24 +91,27 @@ def main() -> None:
     top = float(ok["offered_qps"].max()) if len(ok) else 1000.0
     batch = int(a.max_batch.split(",")[-1])
     print(f"null runtime: the generator alone, up to 10x the highest rate offered ({top:,.0f} QPS)", flush=True)
-    null = [rtbench.load_test(runtimes="null", max_batch=str(batch), qps=f"{5 * top},{10 * top}", out=tmp, **common),
-            rtbench.load_test(runtimes="null", max_batch="1", qps=f"{top},{5 * top}", out=tmp, **common)]
+    null = rtbench.load_test(runtimes="null", max_batch=f"1,{batch}", qps=f"{top},{5 * top},{10 * top}",
+                             out=tmp / "null", **common)  # a store of its own: millions of requests, kept apart
     wall = time.perf_counter() - t0
+    for cache in (tmp / "cache", tmp / "null" / "cache"):  # ONNX exports: rebuilt from the model, not results
+        shutil.rmtree(cache, ignore_errors=True)
     run = Run.load(df.attrs["run_id"], tmp)
     d = Path(a.results) / f"{machine_name(run.env, run.sweep.device)}-{date}-load"
     if d.exists():
         raise SystemExit(f"{d} exists already: move it away first")
     tmp.rename(d)
-    write_page(d, a, run, df, null, top, t_real, wall)
-    print((d / "README.md").read_text())
+    write_page(d, run, df, null, top, t_real, wall)
+    text = (d / "README.md").read_text()
+    print(text[text.index("## Highest"):text.index("## Every point")])
 
 
-def write_page(d: Path, a, run: Run, df, null: list, top: float, t_real: float, wall: float) -> None:
+def write_page(d: Path, run: Run, df, null, top: float, t_real: float, wall: float) -> None:
     env = run.env
     spec = LoadSpec.from_dict(df.attrs["load"])
     table, lines = best_rows(df, spec)
-    null_ok = [x for n in null for x in [n[(n["status"] == "ok")]] if len(x)]
-    margin = max((r["offered_qps"] for n in null_ok for _i, r in n.iterrows() if r["valid"]), default=math.nan)
+    served = null[(null["status"] == "ok") & (null["max_batch"] == null["max_batch"].max())]
+    margin = max((r["offered_qps"] for _i, r in served.iterrows() if r["valid"]), default=math.nan)
     pkgs = env.get("packages") or {}
     machine = (f"{env.get('gpu')} (driver {(env.get('nvml') or {}).get('driver')}), " if run.sweep.device.startswith("cuda") else "") + \
         f"{env.get('cpu')}, Python {platform.python_version()}, torch {env.get('torch')}, " + \
@@ -118,7 +123,7 @@ def write_page(d: Path, a, run: Run, df, null: list, top: float, t_real: float, 
         f"Machine: {machine}. rtbench from the source tree at commit {env.get('git_commit') or 'unknown'}.",
         "",
         f"Command: `python benchmarks/load_h200.py {' '.join(sys.argv[1:])}` (this page, the store and the reports "
-        f"were written by it). Wall time {wall:.0f} s ({t_real:.0f} s for the runtimes, the rest the null runtime).",
+        f"were written by it; --results was a scratch folder on the machine, copied here as written). Wall time {wall:.0f} s ({t_real:.0f} s for the runtimes, the rest the null runtime).",
         "",
         f"Load: {run.sweep.model} {run.sweep.sizes[0]} px {', '.join(run.sweep.precisions)}, boundary "
         f"{run.sweep.boundary}; {'; '.join(b.label for b in spec.policies)}; Poisson arrivals (seed {spec.seed}), "
@@ -133,21 +138,21 @@ def write_page(d: Path, a, run: Run, df, null: list, top: float, t_real: float, 
         "",
         "## The generator alone (null runtime)",
         "",
-        f"The null runtime does nothing: these points are the load generator's own cost. The highest rate offered "
-        f"to a runtime above was {top:,.0f} QPS; the highest rate the generator served validly here is "
-        f"{num(margin)} QPS ({margin / top:.1f}x)." if math.isfinite(margin) else
-        "The null runtime served no valid point.",
+        f"The null runtime does nothing: these points are the load generator's own cost (run `{null.attrs['run_id']}`, "
+        f"store `null/rtbench.sqlite`, {(d / 'null' / 'rtbench.sqlite').stat().st_size / 2**20:.0f} MiB). "
+        f"The highest rate offered to a runtime above was {top:,.0f} QPS; with the same batching policy the "
+        f"generator served {num(margin)} QPS validly ({margin / top:.1f}x); max-batch 1 shows its cost per request."
+        if math.isfinite(margin) else "The null runtime served no valid point with the runtimes' batching policy.",
         "",
         table_md(_table(["policy", "offered QPS", "achieved QPS", "p50 ms", "p99 ms", "mean batch", "validity"],
-                        [row for n in null for row in null_rows(n)])),
-        "Null runs: " + ", ".join(f"`{n.attrs['run_id']}`" for n in null) + ".",
+                        null_rows(null))),
         "",
         "## Every point",
         "",
         table_md(_table(["runtime", "offered QPS", "achieved QPS", "p50 ms", "p99 ms (95% CI)", "p99 bound ms",
                          "mean batch", "validity", "passes"],
                         [[r["runtime"], num(r["offered_qps"]), num(r.get("achieved_qps")), num(r.get("p50_ms"), 2),
-                          f"{num(r.get('p99_ms'), 2)} ({num(r.get('p99_low_ms'), 2)}–{num(r.get('p99_high_ms'), 2)})",
+                          f"{num(r.get('p99_ms'), 2)} ({ci_text(r.get('p99_low_ms'), r.get('p99_high_ms'))})",
                           num(r.get("es_p99_ms"), 2), num(r.get("mean_batch"), 1),
                           str(r.get("validity") if r["status"] == "ok" else f"{r['status']}: {r['reason']}"),
                           "best" if r["best"] else "yes" if r["passes"] else "no"]

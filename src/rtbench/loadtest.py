@@ -104,6 +104,8 @@ class LoadRun:
     def _group(self, eng, rt: str, precision: str) -> None:
         """Prepare the group's buckets, measure their closed loops, serve every policy's points, finish the cells."""
         from rtbench.engine import Group
+        from rtbench.status import Status
+        from rtbench.worker import Outcome
 
         group = eng.groups[(rt, precision)] = Group(eng, rt, precision)
         units = {c.batch: eng._prepare(group, c, None, {}) for c in self.sweep.cells()
@@ -115,9 +117,12 @@ class LoadRun:
             for batching in self.spec.policies:
                 self._policy(group, units, failures, batching)
         finally:
-            for u in live:
+            for u in live:  # the cells' statistics from their closed-loop rounds (a cell without any: failed)
                 u.stopped_by = u.stopped_by or "max_rounds"
-                eng._on_stop(u, failures.get(u.cell.batch))
+                failure = failures.get(u.cell.batch)
+                if failure is None and not u.ref.blocks:
+                    failure = Outcome(Status.FAILED, "stopped before its closed loop was measured")
+                eng._on_stop(u, failure)
             group.close()
 
     def _closed_loop(self, eng, units: list, failures: dict) -> None:

@@ -38,6 +38,16 @@ def _ms(v) -> str:
     return fmt(v, 2 if v is not None and not (isinstance(v, float) and math.isnan(v)) and v < 100 else 0)
 
 
+def ci_text(lo, hi) -> str:
+    """A percentile's interval: '1.20–1.35', or '≥ 1.20' where the requests were too few to reach an upper end."""
+    def missing(v):
+        return v is None or (isinstance(v, float) and math.isnan(v))
+
+    if missing(lo) and missing(hi):
+        return "–"
+    return f"≥ {_ms(lo)}" if missing(hi) else f"≤ {_ms(hi)}" if missing(lo) else f"{_ms(lo)}–{_ms(hi)}"
+
+
 def _qps(v) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:,.0f}"
 
@@ -101,7 +111,7 @@ def best_rows(df: pd.DataFrame, spec: LoadSpec) -> tuple[Table, list[str]]:
         res = f"{(fails.min() - b['qps']) / b['qps']:.0%}" if len(fails) else "open above"
         base = best.get((BASELINE, *key[1:]))
         ratio = b["qps"] / base["qps"] if base is not None and key[0] != BASELINE else None
-        rows.append([label, _qps(b["qps"]), f"{_ms(r['p99_ms'])} ({_ms(r['p99_low_ms'])}–{_ms(r['p99_high_ms'])})",
+        rows.append([label, _qps(b["qps"]), f"{_ms(r['p99_ms'])} ({ci_text(r['p99_low_ms'], r['p99_high_ms'])})",
                      _ms(r["es_p99_ms"]), _qps(r["capacity_qps"]), res])
         lines.append(f"**{key[0]}** ({key[1]}) with max-batch {int(key[2])} / {key[3]:g} ms holds "
                      f"**{_qps(b['qps'])} QPS** at p99 ≤ {spec.slo_ms:g} ms (p99 {_ms(r['p99_ms'])} ms, bound "
@@ -127,7 +137,7 @@ def points_table(df: pd.DataFrame) -> Table:
                          f"{r['status']}: {r['reason']}", "no"])
             continue
         rows.append([label, r["kind"], _qps(r["offered_qps"]), _qps(r["achieved_qps"]), _ms(r["p50_ms"]),
-                     f"{_ms(r['p99_ms'])} ({_ms(r['p99_low_ms'])}–{_ms(r['p99_high_ms'])})", _ms(r["es_p99_ms"]),
+                     f"{_ms(r['p99_ms'])} ({ci_text(r['p99_low_ms'], r['p99_high_ms'])})", _ms(r["es_p99_ms"]),
                      _ms(r["p99_9_ms"]), fmt(r["mean_batch"], 1),
                      f"{_ms(r['mean_queue_ms'])} / {_ms(r['mean_compute_ms'])}", r["validity"],
                      ("**best**" if r["best"] else "yes") if r["passes"] else "no"])
