@@ -27,7 +27,7 @@ import numpy as np
 from rtbench.errors import UserError
 
 MAX_BATCH = 4096  # the largest --max-batch taken at all (memory is checked apart, per model and device)
-SPIN_S = 0.001  # the executor sleeps until this close to its next event, then spins (sleep overshoots ~0.1 ms)
+SPIN_S = 0.1  # the executor busy-waits for events closer than this, and sleeps only until this close to farther ones
 LEAD_S = 0.005  # from the start of a point to its schedule's time zero
 CHUNK = 65536  # exponential gaps are drawn in chunks of this many, so a seed gives one sequence at any rate
 
@@ -95,7 +95,13 @@ class Trace:
 
 
 def wait_until(t: float, clock: Callable[[], float] = time.perf_counter) -> None:
-    """Sleep until SPIN_S before ``t``, then spin: wakes within a microsecond or so of ``t``."""
+    """Busy-wait until ``t`` (sleeping first only until SPIN_S before it): wakes within a microsecond or so.
+
+    Not sleeping is the cheaper choice for the measurement: a sleep overshoots (~0.1 ms), and a process that
+    sleeps lends its core to others, whose caches the runtime's next call then pays for (on a 2-core CPU VM a
+    call after 4 ms asleep took 40-60 us more than back to back). A server that blocks between sparse requests
+    pays that; rtbench reports the runtime's latency without it.
+    """
     rest = t - clock()
     if rest > SPIN_S:
         time.sleep(rest - SPIN_S)

@@ -20,9 +20,10 @@ from rtbench.results import BASELINE
 FILES = {"md": "load.md", "html": "load.html"}
 
 
-def write_load_report(run_id: str, out: Path | str, formats: Iterable[str] = ("md", "html")) -> list[Path]:
-    """Write the load report of run ``run_id`` into ``<out>/<run-id>/``; returns the files written (none when the
-    run has no load points)."""
+def write_load_report(run_id: str, out: Path | str, formats: Iterable[str] = ("md", "html"),
+                      out_dir: Path | str | None = None) -> list[Path]:
+    """Write the load report of run ``run_id`` into ``<out>/<run-id>/`` (or ``out_dir``); returns the files written
+    (none when the run has no load points)."""
     from rtbench.loadtest import frame
     from rtbench.report import write_documents
     from rtbench.results import Run
@@ -30,8 +31,9 @@ def write_load_report(run_id: str, out: Path | str, formats: Iterable[str] = ("m
     run, df = Run.load(run_id, out), frame(run_id, out)
     if df.empty or df.attrs.get("load") is None:
         return []
-    run.report_dir.mkdir(parents=True, exist_ok=True)
-    return write_documents(build(run, df), run.report_dir, tuple(f for f in formats if f in FILES), "en", FILES)
+    d = Path(out_dir) if out_dir is not None else run.report_dir
+    d.mkdir(parents=True, exist_ok=True)
+    return write_documents(build(run, df), d, tuple(f for f in formats if f in FILES), "en", FILES)
 
 
 def _ms(v) -> str:

@@ -1,0 +1,119 @@
+"""rtbench load on the CPU with real runtimes on a tiny model: Little's law, saturation at 150% of capacity, the
+low-load latency against the closed loop, the store, the report, the command line and its bad input."""
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+import numpy as np
+import pytest
+
+import rtbench
+from rtbench.loadgen import arrivals
+from rtbench.loadtest import read_points
+from policies import FAST
+
+pytestmark = pytest.mark.slow
+MODEL = "entry_models:tiny_cnn"
+POLICY = dataclasses.replace(FAST, rounds=3, max_rounds=3, block_s=0.05, max_block_s=0.05)  # 3 rounds of the buckets
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """ONNX Runtime at 20% and 150% of its closed-loop capacity at max-batch 4 / 0.5 ms, 2 s per point."""
+    out = tmp_path_factory.mktemp("load")
+    df = rtbench.load_test(model=MODEL, runtimes="onnxruntime", size=32, max_batch="4", max_delay_ms="0.5",
+                           qps="20%,150%", duration=2.0, device="cpu", out=out, policy=POLICY, seed=11)
+    return df, out
+
+
+def test_littles_law_holds_at_a_moderate_rate(loaded):
+    df, _out = loaded
+    r = df[df["offered_qps"] == df["offered_qps"].min()].iloc[0]
+    assert r["status"] == "ok" and r["n"] > 2000
+    assert r["offered_qps"] == pytest.approx(0.2 * r["capacity_qps"])
+    # mean requests in the system over the counted window, against offered rate x mean latency
+    assert r["mean_in_flight"] == pytest.approx(r["offered_qps"] * r["mean_ms"] / 1e3, rel=0.05)
+    # the same in-flight average sampled on a 10 us grid from the stored requests (arrival, arrival + latency)
+    a, lat = np.asarray(r["arrival_s"]), np.asarray(r["latency_ms"]) / 1e3
+    grid = np.arange(r["warmup_s"], r["warmup_s"] + r["duration_s"], 1e-5)
+    sampled = np.mean(np.searchsorted(np.sort(a), grid, "right") - np.searchsorted(np.sort(a + lat), grid, "right"))
+    assert sampled == pytest.approx(r["mean_in_flight"], rel=0.02)
+
+
+def test_150_percent_of_capacity_is_marked_saturated(loaded):
+    df, _out = loaded
+    r = df[df["offered_qps"] == df["offered_qps"].max()].iloc[0]
+    assert r["offered_qps"] == pytest.approx(1.5 * r["capacity_qps"])
+    assert r["saturated"] and not r["valid"] and r["validity"].startswith("saturated")
+    assert r["achieved_qps"] < 0.98 * r["arrived_qps"]
+
+
+def test_every_request_is_stored_and_reproducible_from_the_seed(loaded):
+    df, out = loaded
+    points = read_points(out, df.attrs["run_id"])
+    assert len(points) == len(df) == 2
+    for p, (_i, r) in zip(points, df.iterrows()):
+        st = p["stats"]
+        assert np.array_equal(p["arrival_s"], arrivals(p["offered_qps"], st["warmup_s"] + st["duration_s"], 11))
+        done = np.isfinite(p["latency_ms"])  # requests left undone when a saturated point was cut have NaN
+        assert np.all(p["latency_ms"][done] >= p["queue_ms"][done]) and np.all(p["queue_ms"][done] >= 0)
+        assert set(np.unique(p["batch"][done])) <= {1, 2, 3, 4} and np.all(p["batch"][~done] == 0)
+        assert int(np.sum(p["arrival_s"] >= st["warmup_s"])) == st["n"] == r["n"]
+        assert int(np.sum(~done)) == st["undone"]
+        if st["undone"] == 0:
+            counted = p["latency_ms"][p["arrival_s"] >= st["warmup_s"]]
+            assert np.percentile(counted, 99) == pytest.approx(r["p99_ms"], rel=1e-4)
+    with sqlite3.connect(out / "rtbench.sqlite") as db:  # the run row and the bucket cells are those of any run
+        cells = db.execute("SELECT batch, status FROM cells WHERE run_id=?", (df.attrs["run_id"],)).fetchall()
+    assert sorted(cells) == [(1, "ok"), (2, "ok"), (4, "ok")]
+
+
+def test_the_report_shows_the_curve_and_rerenders_from_the_store(loaded):
+    df, out = loaded
+    d = out / df.attrs["run_id"]
+    md = (d / "load.md").read_text()
+    assert "p99 latency against offered load" in md and "LoadGen" in md and "saturated" in md
+    assert (d / "images" / "load_p99_vs_qps.png").stat().st_size > 1000
+    assert (d / "load.html").read_text().count("data:image/png;base64") >= 2
+    (d / "load.md").unlink()
+    from rtbench.report import write_report
+    from rtbench.results import Run
+
+    write_report(Run.load(df.attrs["run_id"], out))
+    assert (d / "load.md").read_text() == md and (d / "report.md").exists()
+
+
+def test_far_below_capacity_p99_is_the_closed_loop_batch_1_latency(tmp_path):
+    from rtbench.results import Run
+
+    df = rtbench.load_test(model=MODEL, runtimes="onnxruntime", size=32, max_batch="1", max_delay_ms="0",
+                           qps="0.5%", duration=2.0, device="cpu", out=tmp_path, policy=POLICY, report=False)
+    r = df.iloc[0]
+    closed = Run.load(df.attrs["run_id"], tmp_path).cells[0]
+    assert closed.cell.batch == 1 and r["mean_batch"] == pytest.approx(1.0, abs=0.02)
+    assert r["valid"], r["validity"]
+    closed_p99 = float(np.percentile(closed.samples_ms, 99))
+    assert r["p99_ms"] == pytest.approx(closed_p99, rel=0.5), (r["p99_ms"], closed_p99)
+
+
+def test_cli_load_with_the_null_runtime_finds_the_best_rate(tmp_path, cli):
+    r = cli("load", "--runtimes", "null", "--device", "cpu", "--qps", "1000,3000", "--max-batch", "4", "--max-delay-ms",
+            "1", "--slo", "5ms", "--duration", "1", "--search-steps", "1", "--out", tmp_path / "o")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "3,000 QPS at p99 <= 5 ms" in r.stdout and "load.md" in r.stdout
+    assert r.stderr.count("null fp32 max-batch 4 / 1 ms sweep") == 2  # one line per point as it ends
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--qps", "0"), "--qps"),
+    (("--max-delay-ms", "-1"), "--max-delay-ms"),
+    (("--slo", "15"), "needs a number and a unit"),
+    (("--max-batch", "4096", "--size", "2048", "--device", "cpu"), "does not fit"),
+])
+def test_cli_load_bad_input_is_one_line_and_exit_2(tmp_path, cli, args, words):
+    r = cli("load", *args, "--out", tmp_path / "o")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and lines[0].startswith("rtbench: error:"), r.stderr
+    assert not (tmp_path / "o").exists()
