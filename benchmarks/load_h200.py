@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--max-delay-ms", default="2")
     ap.add_argument("--slo", default="10ms")
     ap.add_argument("--duration", type=float, default=1.0)
+    ap.add_argument("--commit", default=None, help="the commit of the tree, when it is not a git checkout")
     ap.add_argument("--date", default=datetime.now(timezone.utc).strftime("%Y-%m-%d"), help="UTC date for the folder")
     a = ap.parse_args()
     t0 = time.perf_counter()
@@ -101,12 +102,12 @@ def main() -> None:
     if d.exists():
         raise SystemExit(f"{d} exists already: move it away first")
     tmp.rename(d)
-    write_page(d, run, df, null, top, t_real, wall)
+    write_page(d, run, df, null, top, t_real, wall, a.commit)
     text = (d / "README.md").read_text()
     print(text[text.index("## Highest"):text.index("## Every point")])
 
 
-def write_page(d: Path, run: Run, df, null, top: float, t_real: float, wall: float) -> None:
+def write_page(d: Path, run: Run, df, null, top: float, t_real: float, wall: float, commit: str | None) -> None:
     env = run.env
     spec = LoadSpec.from_dict(df.attrs["load"])
     table, lines = best_rows(df, spec)
@@ -120,7 +121,7 @@ def write_page(d: Path, run: Run, df, null, top: float, t_real: float, wall: flo
         f"# rtbench load on {machine_name(env, run.sweep.device).upper()} — {d.name.rsplit('-load', 1)[0].split('-', 1)[1]}: "
         "the highest QPS within a p99 SLO",
         "",
-        f"Machine: {machine}. rtbench from the source tree at commit {env.get('git_commit') or 'unknown'}.",
+        f"Machine: {machine}. rtbench from the source tree at commit {env.get('git_commit') or commit or 'unknown'}.",
         "",
         f"Command: `python benchmarks/load_h200.py {' '.join(sys.argv[1:])}` (this page, the store and the reports "
         f"were written by it; --results was a scratch folder on the machine, copied here as written). Wall time {wall:.0f} s ({t_real:.0f} s for the runtimes, the rest the null runtime).",
