@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--max-delay-ms", default="2")
     ap.add_argument("--slo", default="10ms")
     ap.add_argument("--duration", type=float, default=1.0)
+    ap.add_argument("--search-steps", type=int, default=4)
     ap.add_argument("--commit", default=None, help="the commit of the tree, when it is not a git checkout")
     ap.add_argument("--date", default=datetime.now(timezone.utc).strftime("%Y-%m-%d"), help="UTC date for the folder")
     a = ap.parse_args()
@@ -86,7 +87,8 @@ def main() -> None:
     tmp = Path(a.results) / f"load-{date}-partial"  # renamed once the machine's name is known
     print(f"runtimes {a.runtimes}: {a.model} {a.size} px {a.precision}, max-batch {a.max_batch} / {a.max_delay_ms} "
           f"ms, qps auto, SLO p99 <= {a.slo}", flush=True)
-    df = rtbench.load_test(runtimes=a.runtimes, max_batch=a.max_batch, qps="auto", slo=a.slo, out=tmp, **common)
+    df = rtbench.load_test(runtimes=a.runtimes, max_batch=a.max_batch, qps="auto", slo=a.slo, out=tmp,
+                           search_steps=a.search_steps, **common)
     t_real = time.perf_counter() - t0
     ok = df[df["status"] == "ok"]
     top = float(ok["offered_qps"].max()) if len(ok) else 1000.0
