@@ -2,7 +2,7 @@
 own capacity with the null runtime. Writes its results page itself.
 
     python benchmarks/load_h200.py [--results benchmarks/results] [--device cuda] [--model resnet18] [--size 224]
-        [--precision fp16] [--runtimes torch,torch-compile,onnxruntime] [--max-batch 64] [--max-delay-ms 2]
+        [--precision fp16] [--runtimes torch,torch-compile,onnxruntime] [--max-batch 16] [--max-delay-ms 2]
         [--slo 10ms] [--duration 1]
 
 Defaults: the H200 proof of `rtbench load` (ResNet18 224 px fp16, torch, torch-compile and ONNX Runtime, one
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--precision", default="fp16")
     ap.add_argument("--runtimes", default="torch,torch-compile,onnxruntime")
-    ap.add_argument("--max-batch", default="64")
+    ap.add_argument("--max-batch", default="16")
     ap.add_argument("--max-delay-ms", default="2")
     ap.add_argument("--slo", default="10ms")
     ap.add_argument("--duration", type=float, default=1.0)

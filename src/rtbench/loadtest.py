@@ -12,7 +12,6 @@ cells are those of any run. Groups run one after another, so no two runtimes sha
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 from typing import Callable
