@@ -108,7 +108,8 @@ def test_far_below_capacity_p99_is_the_closed_loop_batch_1_latency(tmp_path):
         assert r["valid"], r["validity"]  # enough requests for a p99 claim (459), and far from saturated
         tries.append((round(r["p50_ms"], 4), round(r["p99_ms"], 4), round(float(np.median(closed.samples_ms)), 4),
                       round(float(np.percentile(closed.samples_ms, 99)), 4), os.getloadavg()[0]))
-        if r["p99_ms"] == pytest.approx(tries[-1][3], rel=0.5):
+        # within half of it, or 30 us: what waking the runtime's second thread for a lone call can cost
+        if r["p99_ms"] == pytest.approx(tries[-1][3], rel=0.5, abs=0.03):
             return
     if min(t[-1] for t in tries) > BUSY_LOAD:
         pytest.skip(f"host busy (load average above {BUSY_LOAD} in every attempt): {tries}")

@@ -66,7 +66,12 @@ def read_points(out: Path | str, run_id: str) -> list[dict]:
 
 # ---- the run --------------------------------------------------------------------------------------------
 class LoadRun:
-    """Measures a load test into the store: per runtime group, its bucket cells, then its load points."""
+    """Measures a load test into the store: per runtime group, its bucket cells, then its load points.
+
+    A bucket cell goes through the engine's own steps for a cell (``Engine._prepare``: prepare and store it;
+    ``_measure`` and ``_on_block``: one block, stored; ``_on_stop``: its statistics, stored), in its group's
+    worker (``engine.Group``: started on demand, replaced when it dies), so it is stored as a cell of any run is.
+    """
 
     def __init__(self, sweep: Sweep, spec: LoadSpec, out: Path, cell_timeout: float,
                  progress: Callable[[dict], None] | None = None):
@@ -169,6 +174,7 @@ class LoadRun:
         from rtbench.worker import Outcome
 
         s = self.spec
+        # the worker's "load" request (worker.GroupMeasurer.load), through the group: a dead worker is replaced
         got = group._ask("load", {b: u.cell for b, u in cells.items()}, s.point(rate, batching))
         info = {"capacity_qps": capacity, "closed_loop_host_ms": batching.max_batch * 1e3 / capacity,
                 "buckets": list(batching.buckets)}
