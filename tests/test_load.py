@@ -17,6 +17,7 @@ from tests.conftest import gpu
 
 pytestmark = pytest.mark.slow
 MODEL = "entry_models:tiny_cnn"
+BUSY_LOAD = 1.5  # 1-minute load average above which the 2-core host is shared with other work (this suite's own: ~1)
 POLICY = dataclasses.replace(FAST, rounds=3, max_rounds=3, block_s=0.05, max_block_s=0.05)  # 3 rounds of the buckets
 
 
@@ -34,6 +35,9 @@ def test_littles_law_holds_at_a_moderate_rate(loaded):
     r = df[df["offered_qps"] == df["offered_qps"].min()].iloc[0]
     assert r["status"] == "ok" and r["n"] > 2000
     assert r["offered_qps"] == pytest.approx(0.2 * r["capacity_qps"])
+    if r["saturated"] and os.getloadavg()[0] > BUSY_LOAD:  # Little's law is for a steady queue, not a growing one
+        pytest.skip(f"host busy (load average {os.getloadavg()[0]:.1f}): 20% of capacity saturated ({r['validity']})")
+    assert not r["saturated"], r["validity"]
     # mean requests in the system over the counted window, against offered rate x mean latency
     assert r["mean_in_flight"] == pytest.approx(r["offered_qps"] * r["mean_ms"] / 1e3, rel=0.05)
     # the same in-flight average sampled on a 10 us grid from the stored requests (arrival, arrival + latency)
@@ -86,15 +90,15 @@ def test_the_report_shows_the_curve_and_rerenders_from_the_store(loaded):
     assert (d / "load.md").read_text() == md and (d / "report.md").exists()
 
 
-BUSY_LOAD = 1.5  # 1-minute load average above which the 2-core host is shared with other work (this test's own: ~1)
-
-
 def test_far_below_capacity_p99_is_the_closed_loop_batch_1_latency(tmp_path):
     """At 0.5% of capacity a request nearly always runs alone, at once: its latency is a batch-1 call's.
 
-    A host shared with other work deschedules the executor and the runtime's threads now and then, which lands on
-    a few requests: the claim gets three attempts, each attempt's figures go in the message, and when every attempt
-    failed on a busy host (load average above BUSY_LOAD) the test is skipped as not testable there."""
+    Measured on this project's 2-core CPU, quiet: p50 within 3% of the closed loop's median, queueing p90 0.2 us,
+    and p99 30-50 us above the closed loop's (a lone call wakes the runtime's second thread and finds colder
+    caches than back-to-back calls do): hence the absolute 0.1 ms beside the relative tolerance. A host shared
+    with other work deschedules the executor now and then, which lands on a few requests: the claim gets three
+    attempts, each attempt's figures go in the message, and when every attempt failed on a busy host (load
+    average above BUSY_LOAD) the test is skipped as not testable there."""
     from rtbench.results import Run
 
     tries = []
@@ -106,14 +110,17 @@ def test_far_below_capacity_p99_is_the_closed_loop_batch_1_latency(tmp_path):
         closed = Run.load(df.attrs["run_id"], tmp_path / str(attempt)).cells[0]
         assert closed.cell.batch == 1 and r["mean_batch"] == pytest.approx(1.0, abs=0.02)
         assert r["valid"], r["validity"]  # enough requests for a p99 claim (459), and far from saturated
-        tries.append((round(r["p50_ms"], 4), round(r["p99_ms"], 4), round(float(np.median(closed.samples_ms)), 4),
-                      round(float(np.percentile(closed.samples_ms, 99)), 4), os.getloadavg()[0]))
-        # within half of it, or 30 us: what waking the runtime's second thread for a lone call can cost
-        if r["p99_ms"] == pytest.approx(tries[-1][3], rel=0.5, abs=0.03):
+        queue = np.asarray(r["queue_ms"])[np.asarray(r["arrival_s"]) >= r["warmup_s"]]
+        got = {"p50": r["p50_ms"], "p99": r["p99_ms"], "queue_p90": float(np.percentile(queue, 90)),
+               "closed_median": float(np.median(closed.samples_ms)),
+               "closed_p99": float(np.percentile(closed.samples_ms, 99)), "load_average": os.getloadavg()[0]}
+        tries.append({k: round(v, 4) for k, v in got.items()})
+        if (got["p50"] == pytest.approx(got["closed_median"], rel=0.25) and got["queue_p90"] < 0.005
+                and got["p99"] == pytest.approx(got["closed_p99"], rel=0.5, abs=0.1)):
             return
-    if min(t[-1] for t in tries) > BUSY_LOAD:
+    if min(t["load_average"] for t in tries) > BUSY_LOAD:
         pytest.skip(f"host busy (load average above {BUSY_LOAD} in every attempt): {tries}")
-    pytest.fail(f"(load p50, load p99, closed-loop batch-1 median, its p99, load average) per attempt: {tries}")
+    pytest.fail(f"latency at 0.5% of capacity against the closed loop at batch 1 (ms), per attempt: {tries}")
 
 
 def test_cli_load_with_the_null_runtime_finds_the_best_rate(tmp_path, cli):
