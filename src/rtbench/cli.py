@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from rtbench import api
+from rtbench import api, cli_load
 from rtbench.errors import UserError
 from rtbench.spec import DEFAULT_CELL_TIMEOUT_S, SEED_BATCHES, SEED_SIZES
 
@@ -398,6 +398,9 @@ def peak(device: str = typer.Option(api.DEFAULT_DEVICE, help="Device to measure.
     from rtbench.hardware import peaks
 
     console.print_json(json.dumps(peaks(api.resolve_device(device), api.parse_precisions(precision)), default=str))
+
+
+app.command("load")(cli_load.load)  # rtbench load (rtbench.cli_load)
 
 
 def main() -> None:

@@ -182,6 +182,7 @@ class Engine:
         self.new_worker = lane.worker if lane is not None else Worker
         self.max_retries = lane.max_retries if lane is not None else 0
         self.schedule: Schedule | None = None
+        self.precompiler: Precompiler | None = None  # run() starts one
         self.refs_dir = self.workdir / "cache" / f"refs-{run_id}"  # reference outputs shared by the run's workers
 
     def run(self) -> dict:
@@ -254,13 +255,17 @@ class Engine:
                 raise errors[0]
         return sorted(units, key=lambda u: order[u.cell.key])
 
+    def prepare_one(self, group: Group, cell: Cell) -> Unit | None:
+        """Prepare and store one new cell outside the schedule (rtbench.loadtest); its Unit, or None when final."""
+        return self._admit(cell, None, self._prepared(group, cell, None, {}))
+
     def _prepared(self, group: Group, cell: Cell, stored: dict | None, oom_at: dict[int, int]) -> Outcome | None:
         """Prepare one cell in its group's worker (in the group's thread); None when the cell is already final."""
         if stored is not None and Status(stored["status"]).final:
             return None
         if stored is None and (why := skip_reason(oom_at, cell)):
             return Outcome(Status.SKIPPED, why)
-        ahead = setup_record(self.precompiler.claim(cell))
+        ahead = setup_record(self.precompiler.claim(cell)) if self.precompiler is not None else {}
         out = group.prepare(cell)
         if ahead:
             out.parts.setdefault("setup", {}).update(ahead)

@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS zoo_runs (
     accelerator TEXT NOT NULL, role TEXT NOT NULL, lane TEXT, created TEXT NOT NULL, PRIMARY KEY (zoo_id, run_id));
 CREATE TABLE IF NOT EXISTS tunes (
     id TEXT PRIMARY KEY, created TEXT NOT NULL, status TEXT NOT NULL, spec TEXT NOT NULL, trail TEXT, result TEXT);
+CREATE TABLE IF NOT EXISTS load_points (
+    id INTEGER PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(id), runtime TEXT NOT NULL,
+    precision TEXT NOT NULL, size INTEGER NOT NULL, max_batch INTEGER NOT NULL, max_delay_ms REAL NOT NULL,
+    offered_qps REAL, kind TEXT NOT NULL, seed INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT, stats TEXT,
+    info TEXT, created TEXT NOT NULL, arrival_s BLOB, latency_ms BLOB, queue_ms BLOB, batch BLOB);
 """
 # A zoo (rtbench.zoo) is several runs, one per model and accelerator type (and the interference check's two):
 # each run keeps one model's cells, so the cells' UNIQUE key (which has no model) holds within every run.
@@ -45,6 +50,7 @@ CREATE TABLE IF NOT EXISTS tunes (
 # every round (``blocks``), so a cell's interval comes from its rounds and a killed run resumes by round.
 # ``tunes`` (added within schema 2) keeps each ``rtbench tune``: its goal, the trail of every configuration tried,
 # and the result; its races are ordinary runs (rtbench.tune).
+# ``load_points`` (rtbench.loadtest) holds the points of load tests, every request's latency kept.
 
 CELL_JSON = ("stats", "setup", "parity", "info", "telemetry")
 

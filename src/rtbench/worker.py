@@ -11,7 +11,8 @@ set up (``group_outcome`` is an Outcome for every cell when the group cannot run
 the parent then sends requests one at a time and receives one answer for each: ``("prepare", cell)`` ->
 Outcome (``measuring`` when ready), ``("block", cell, BlockSpec)`` -> timing.Block or a failure Outcome,
 ``("finish", cell)`` -> the cell's telemetry, ``("compile", cell)`` -> an Outcome (a pre-compile: the session is
-built, called once and closed); ``None`` ends the worker.
+built, called once and closed), ``("load", cells, point)`` -> a load point's loadgen.Trace (or a failure Outcome);
+``None`` ends the worker.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import numpy as np
 import torch  # noqa: F401  (preloaded by the fork server: workers start without re-importing it)
 import torchvision  # noqa: F401
 
-from rtbench import parity, telemetry, timing
+from rtbench import loadgen, parity, telemetry, timing
 from rtbench.child import worker_context
 from rtbench.runtimes import base
 from rtbench.runtimes.base import Unsupported
@@ -138,9 +139,9 @@ class GroupMeasurer:
 
     def handle(self, req: tuple):
         """Answer one request of the parent: ``("prepare", cell)``, ``("block", cell, spec)``, ``("finish", cell)``,
-        ``("compile", cell)``."""
+        ``("compile", cell)``, ``("load", cells, point)``."""
         return {"prepare": self.prepare, "block": self.block, "finish": self.finish,
-                "compile": self.compile}[req[0]](*req[1:])
+                "compile": self.compile, "load": self.load}[req[0]](*req[1:])
 
     def close(self) -> None:
         for key in list(self.live):
@@ -234,6 +235,19 @@ class GroupMeasurer:
         sampler = self.samplers.pop(cell.key, None)
         calls = self.calls.pop(cell.key, 0)
         return sampler.summary(calls=calls, batch=cell.batch) if sampler is not None else {}
+
+    def load(self, cells: dict[int, Cell], point: loadgen.Point) -> loadgen.Trace | Outcome:
+        """One load point over the sessions of ``cells`` (one per batch bucket), served here: no message passes
+        between a request and its batch. A cell closed to free memory is prepared again first."""
+        for cell in cells.values():
+            if cell.key not in self.live and (again := self.prepare(cell)).status is not Status.MEASURING:
+                return again
+        try:
+            return loadgen.serve_point({b: self.live[c.key].session for b, c in cells.items()}, point)
+        except Exception as e:  # noqa: BLE001 - failure is data
+            for cell in cells.values():
+                self._close(cell.key)
+            return _failure(e)
 
     def _prepare(self, cell: Cell) -> Outcome:
         from rtbench.runtimes.common import make_input, sync
@@ -422,7 +436,7 @@ class Worker:
         self.start_s = max(0.0, time.perf_counter() - t0 - self.setup_s)  # process start + imports
 
     def request(self, what: str, *args, timeout: float):
-        """Send one request (prepare, block, finish) and wait for its answer; WorkerLost when it dies or hangs."""
+        """Send one request (prepare, block, finish, load) and wait for its answer; WorkerLost when it dies or hangs."""
         self.conn.send((what, *args))
         return self._recv(timeout, f"this cell's {what}")
 

@@ -64,6 +64,10 @@ def write_report(run, *, lang: str = "en", formats: str | Iterable[str] = DEFAUL
     written: list[Path] = []
     if "md" in fmts or "html" in fmts:
         written += write_documents(document.build(run, df, _), d, fmts, lang, REPORT_FILES)
+    if ("md" in fmts or "html" in fmts) and (run.schedule or {}).get("load"):  # a load test's: report/load.py
+        from rtbench.report.load import write_load_report
+
+        written += write_load_report(run.id, run.out_dir, fmts, d)
     if "csv" in fmts:
         written.append(export.write_csv(df, d / REPORT_FILES["csv"]))
     if "json" in fmts:
