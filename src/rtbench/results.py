@@ -113,7 +113,9 @@ class Run:
         re-warm included), ``checks`` (parity), ``workers`` (worker processes' start and imports, the fork
         server), ``prepare``, ``imports``, ``harness``, ``peaks``, ``fingerprint``, ``report``.
         ``unaccounted`` is what is left of ``total`` (messages between processes, the store, scheduling): a
-        remainder, not a measurement. ``fixed`` is everything but set-up, measurement and checks. Empty for a
+        remainder, not a measurement. ``overlap`` is how far the parts exceed ``total`` when they ran at the same
+        time (on a GPU the runtime groups prepare at once, so their set-ups overlap); at most one of the two is
+        non-zero, and the parts + ``unaccounted`` − ``overlap`` = ``total``. ``fixed`` is everything but set-up, measurement and checks. Empty for a
         run stored without phases.
         """
         p = self.phases
@@ -126,7 +128,8 @@ class Run:
         out["workers"] = sum(c.info.get("worker_start_s", 0.0) for c in self.cells) + p.get("fork_server_s", 0.0)
         for k in ("prepare", "imports", "harness", "peaks", "fingerprint", "report"):
             out[k] = p.get(f"{k}_s", 0.0)
-        out["unaccounted"] = out["total"] - sum(v for k, v in out.items() if k != "total")
+        rest = out["total"] - sum(v for k, v in out.items() if k != "total")
+        out["unaccounted"], out["overlap"] = max(rest, 0.0), max(-rest, 0.0)
         out["without_setup"] = out["total"] - out["setup"]
         out["fixed"] = out["without_setup"] - out["measure"] - out["checks"]
         return out
