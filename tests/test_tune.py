@@ -11,7 +11,7 @@ import pytest
 from rtbench.errors import UserError
 from rtbench.report.tune import frontier
 from rtbench.runtimes import base
-from rtbench.tune import Arm, Goal, Search, Trial, candidates, race_plan, refinements
+from rtbench.tuning import Arm, Goal, Search, Trial, candidates, race_plan, refinements
 
 
 def test_variants_carry_their_settings_and_bad_ones_are_bad_input():

@@ -152,8 +152,6 @@ def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, 
     cell_timeout = check_cell_timeout(cell_timeout)
     budget = check_budget(budget) if budget is not None else None
     out = Path(out)
-    if lane is None or lane.forks:
-        start_fork_server()  # the workers' fork server imports torch and rtbench meanwhile
 
     @contextmanager
     def phase(name: str):
@@ -172,10 +170,17 @@ def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, 
             raise UserError(f"{e}; --resume needs the --out folder the run was written to") from None
         sweep, run_id, peak = Sweep.from_dict(r["sweep"]), resume, r["peak"]
     else:
-        with phase("prepare_s"):
+        with phase("prepare_s"):  # every argument checked (the model by name) before any process starts
             sweep = make_sweep(model, runtimes, precision, sizes, batches, device, boundary, weights, policy, options,
-                               load_model=lane is None)
+                               load_model=False)
             _check_writable(out)
+    if lane is None or lane.forks:
+        start_fork_server()  # the workers' fork server imports torch and rtbench meanwhile
+    if not resume and lane is None:
+        with phase("prepare_s"):
+            from rtbench.models import resolve
+
+            _check_model(resolve(sweep.model, sweep.weights))  # a bad model fails here, before anything is written
     if budget is not None:
         sweep = dataclasses.replace(sweep, policy=dataclasses.replace(sweep.policy, budget_s=budget))
     with phase("imports_s"):

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS load_points (
 # Schema 1 kept one ``samples`` row per cell (its calls, all in one block). Schema 2 keeps every block of
 # every round (``blocks``), so a cell's interval comes from its rounds and a killed run resumes by round.
 # ``tunes`` (added within schema 2) keeps each ``rtbench tune``: its goal, the trail of every configuration tried,
-# and the result; its races are ordinary runs (rtbench.tune).
+# and the result; its races are ordinary runs (rtbench.tune_run).
 # ``load_points`` (rtbench.loadtest) holds the points of load tests, every request's latency kept.
 
 CELL_JSON = ("stats", "setup", "parity", "info", "telemetry")

@@ -1,4 +1,4 @@
-"""``rtbench.tune(...)``: the search (rtbench.tune), its races (ordinary runs of the engine), the verdict, the store.
+"""``rtbench.tune(...)``: the search (rtbench.tuning), its races (ordinary runs of the engine), the verdict, the store.
 
 The races are runs like any other (``rtbench report RUN_ID`` renders them); the ``tunes`` table keeps the goal,
 the trail of every configuration tried and the result, which names those runs.
@@ -18,7 +18,7 @@ from rtbench.errors import UserError
 from rtbench.results import Run
 from rtbench.status import Status
 from rtbench.store import Store, dumps, new_run_id, now
-from rtbench.tune import (BASELINE, RACE_MIN_S, RACE_SHARE, Arm, Goal, Search, Trial, candidates, race_plan, race_sweep,
+from rtbench.tuning import (BASELINE, RACE_MIN_S, RACE_SHARE, Arm, Goal, Search, Trial, candidates, race_plan, race_sweep,
                           search)
 
 REPORT_RESERVE_S = 8.0  # kept for the tune's report once the races end
@@ -171,7 +171,7 @@ def tune(model: str = "resnet18", size: int = 224, latency_budget_ms: float | No
          out: str | Path = "rtbench-results", report: bool = True, cell_timeout: float = 600.0,
          progress: Callable[[str], None] | None = None) -> TuneResult:
     """Search runtime x precision x settings x batch for the most images/s (within ``latency_budget_ms`` per batch,
-    or at ``batch``), parity-gated, in ``budget_min`` minutes; see rtbench.tune for the search."""
+    or at ``batch``), parity-gated, in ``budget_min`` minutes; see rtbench.tuning for the search."""
     from rtbench import api
     from rtbench.child import start_fork_server
     from rtbench.spec import check_budget, parse_list
