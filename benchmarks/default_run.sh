@@ -66,7 +66,7 @@ if runs:
               f"**CI wider than the target:** {wide}",
               f"- **Where the time went** (as the run recorded it, {tb['total']:.0f} s in `run()`): " + ", ".join(
                   f"{k} {tb[k]:.1f} s" for k in ("measure", "setup", "checks", "workers", "prepare", "imports",
-                                                 "harness", "peaks", "fingerprint", "report", "other")),
+                                                 "harness", "peaks", "fingerprint", "report", "unaccounted", "overlap")),
               ]
     copies = []
     for ext in ("md", "html"):  # this run's report, beside the summary
