@@ -11,7 +11,7 @@ import pytest
 from rtbench.errors import UserError
 from rtbench.report.tune import frontier
 from rtbench.runtimes import base
-from rtbench.tuning import Arm, Goal, Search, Trial, candidates, race_plan, refinements
+from rtbench.tuning import Arm, Goal, Search, Trial, candidates, likeliest, race_plan, refinements, tops
 
 
 def test_variants_carry_their_settings_and_bad_ones_are_bad_input():
@@ -58,8 +58,14 @@ def test_candidates_hold_back_costly_compile_modes():
     held = [Arm(f"torch-compile[channels_last={cl},compile_mode={m}]", p) for cl in ("on", "off")
             for m in ("max-autotune", "reduce-overhead") for p in ("fp16", "fp32")]
     best = {arms[0]: Trial("batch", arms[0], 256, "ok", ms=3.0), arms[1]: Trial("batch", arms[1], 256, "ok", ms=4.0)}
-    assert refinements(held, best) == [Arm("torch-compile[channels_last=on,compile_mode=max-autotune]", "fp16"),
-                                       Arm("torch-compile[channels_last=on,compile_mode=reduce-overhead]", "fp16")]
+    assert tops(best) == [arms[0]]
+    assert refinements(held, tops(best)) == [Arm("torch-compile[channels_last=on,compile_mode=max-autotune]", "fp16"),
+                                             Arm("torch-compile[channels_last=on,compile_mode=reduce-overhead]", "fp16")]
+    # before anything is measured, the guess whose costly modes compile during the screen: the narrowest precision,
+    # channels_last on, of a runtime that compiles (eager torch compiles nothing ahead)
+    eager = [Arm("torch[channels_last=on]", "fp16")]
+    assert likeliest(eager + arms[::-1] + [Arm("torch-compile[channels_last=on,compile_mode=default]", "fp32")]) == arms[0]
+    assert likeliest(eager) is None
 
 
 def test_batch_search_doubles_then_bisects_under_a_latency_budget():

@@ -38,7 +38,7 @@ from rtbench.worker import Worker
 DEFERRED = ("compile_mode",)  # settings whose other values cost minutes per shape: tried as refinements
 SLACK = 0.1  # without a latency budget, doubling the batch goes on while images/s stay within this share of the best
 KEEP = 0.5  # arms under this share of the best screened throughput stop after the screen
-SEARCH_ARMS = 8  # at most this many arms get a batch search
+SEARCH_ARMS = 4  # at most this many arms get a batch search (each step prepares every one of them)
 RACE_ARMS = 6  # at most this many arms race (plus eager fp32)
 RACE_SHARE = 0.3  # of the whole budget kept for the races (at least RACE_MIN_S, or half a small budget)
 RACE_MIN_S = 40.0
@@ -167,15 +167,15 @@ class Search:
         return Precompiler(self.sweep, self.workdir, self.cell_timeout, [self.cell(a, b) for a, b in plan],
                            self.refs_dir)
 
-    def try_all(self, stage: str, plan: list[tuple[Arm, int]], early: Precompiler | None = None) -> list[Trial]:
-        """Prepare each (arm, batch), shapes that compile compiled ahead in parallel (or by ``early``, when it has
-        them); arms whose time ran out are recorded as ``skipped``."""
-        known = set(early.done) | {c.key for c in early.queue} if early else set()
-        pre = self.ahead([(a, b) for a, b in plan if self.cell(a, b).key not in known])
+    def try_all(self, stage: str, plan: list[tuple[Arm, int]], early: list[Precompiler] = ()) -> list[Trial]:
+        """Prepare each (arm, batch), shapes that compile compiled ahead in parallel (or by one of ``early``, when
+        it has them); arms whose time ran out are recorded as ``skipped``."""
+        has = {k: e for e in early for k in (*e.done, *(c.key for c in e.queue))}
+        pre = self.ahead([(a, b) for a, b in plan if self.cell(a, b).key not in has])
         out = []
         try:
             for arm, batch in plan:
-                out.append(self._try(stage, arm, batch, early if self.cell(arm, batch).key in known else pre))
+                out.append(self._try(stage, arm, batch, has.get(self.cell(arm, batch).key, pre)))
         finally:
             pre.close()
         return out
@@ -263,16 +263,21 @@ class Search:
         return (lo.batch + hi) // 2
 
 
-def refinements(later: list[Arm], best: dict[Arm, Trial]) -> list[Arm]:
-    """The held-back settings of each runtime family's best arm (same precision and other settings)."""
+def tops(best: dict[Arm, Trial]) -> list[Arm]:
+    """Each runtime family's fastest arm."""
+    out: dict[str, Trial] = {}
+    for a, t in best.items():
+        if a.family not in out or t.images_s > out[a.family].images_s:
+            out[a.family] = t
+    return [t.arm for t in out.values()]
+
+
+def refinements(later: list[Arm], top: list[Arm]) -> list[Arm]:
+    """The held-back settings of the arms ``top`` (one per runtime family): same precision and other settings."""
     out = []
-    for fam in dict.fromkeys(a.family for a in later):
-        mine = [t for a, t in best.items() if a.family == fam]
-        if not mine:
-            continue
-        top = max(mine, key=lambda t: t.images_s).arm
-        keep = {k: v for k, v in base.split_variant(top.runtime)[1].items() if k not in DEFERRED}
-        out += [a for a in later if a.family == fam and a.precision == top.precision
+    for arm in top:
+        keep = {k: v for k, v in base.split_variant(arm.runtime)[1].items() if k not in DEFERRED}
+        out += [a for a in later if a.family == arm.family and a.precision == arm.precision
                 and {k: v for k, v in base.split_variant(a.runtime)[1].items() if k not in DEFERRED} == keep]
     return out
 
@@ -288,6 +293,31 @@ def neighbours(batch: int, goal: Goal, max_batch: int) -> list[int]:
 def search(search: Search, first: list[Arm], later: list[Arm]) -> dict[Arm, Trial]:
     """Steps 2-4 of the module docstring; returns each arm's best trial (ok, parity passed, within the budget)."""
     b0 = search.first_batch()
+    # the costly compile modes start compiling at once, while the screen runs, for the arm most likely to lead (a
+    # guess at the batches a throughput search usually ends at; step 4 compiles what the guesses missed)
+    guess = [search.max_batch // 4, search.max_batch // 2] if search.goal.latency_budget_ms is None else []
+    if search.goal.fixed_batch is not None:
+        guess = [search.goal.fixed_batch]
+    likely = refinements(later, [a for a in [likeliest(first)] if a is not None])
+    early = [search.ahead([(a, b) for a in likely for b in guess])]
+    try:
+        return _search(search, first, later, b0, guess, likely, early)
+    finally:
+        for e in early:
+            e.close(kill=True)  # guesses nobody needed: not worth waiting for
+
+
+def likeliest(arms: list[Arm]) -> Arm | None:
+    """Before anything is measured, the arm of a runtime that compiles most likely to lead on throughput: the
+    narrowest precision, channels_last on (where the runtime has both)."""
+    rank = {"fp16": 0, "bf16": 1, "tf32": 2, "fp32": 3}
+    compiling = [a for a in arms if getattr(base.get(a.family), "compiles", False)]
+    return min(compiling, default=None, key=lambda a: (rank.get(a.precision, 9),
+                                                        base.split_variant(a.runtime)[1].get("channels_last") != "on"))
+
+
+def _search(search: Search, first: list[Arm], later: list[Arm], b0: int, guess: list[int], likely: list[Arm],
+            early: list) -> dict[Arm, Trial]:
     screened = dict(zip(first, search.try_all("screen", [(a, b0) for a in first])))
     alive = {a: t for a, t in screened.items() if t.ok and search.goal.meets(t.ms)}
     top = max((t.images_s for t in alive.values()), default=0.0)
@@ -296,24 +326,16 @@ def search(search: Search, first: list[Arm], later: list[Arm]) -> dict[Arm, Tria
     for a in first:
         if a not in chosen:
             search.drop(a)
-    # the costly compile modes of the screen's best arm start compiling now, at the batches a throughput search
-    # usually ends at, while the batch search runs (a guess: shapes it misses compile in the refine step)
-    guess = [search.max_batch // 4, search.max_batch // 2] if search.goal.latency_budget_ms is None else []
-    if search.goal.fixed_batch is not None:
-        guess = [search.goal.fixed_batch]
-    early_arms = refinements(later, {a: alive[a] for a in chosen})
-    early = search.ahead([(a, b) for a in early_arms for b in guess])
-    try:
-        best = search.best_batches(chosen, screened)
-        extra = refinements(later, best)
-        if extra and search.left() > 0:
-            plan = [(a, b) for a in extra
-                    for b in neighbours(best[_parent(a, best)].batch, search.goal, search.max_batch)]
-            for t in search.try_all("refine", plan, early):
-                if t.ok and search.goal.meets(t.ms) and (t.arm not in best or t.images_s > best[t.arm].images_s):
-                    best[t.arm] = t
-    finally:
-        early.close(kill=True)  # guesses nobody needed: not worth waiting for
+    # when the screen's best arm is not the one guessed, its costly compile modes start compiling now
+    found = [a for a in refinements(later, tops({a: alive[a] for a in chosen})) if a not in likely]
+    early.append(search.ahead([(a, b) for a in found for b in guess]))
+    best = search.best_batches(chosen, screened)
+    extra = refinements(later, tops(best))
+    if extra and search.left() > 0:
+        plan = [(a, b) for a in extra for b in neighbours(best[_parent(a, best)].batch, search.goal, search.max_batch)]
+        for t in search.try_all("refine", plan, early):
+            if t.ok and search.goal.meets(t.ms) and (t.arm not in best or t.images_s > best[t.arm].images_s):
+                best[t.arm] = t
     for a in list(search.groups):
         search.drop(a)
     return best
