@@ -75,6 +75,18 @@ def test_cuda_graph_rows(tmp_path):
         assert df.loc[(rt, "fp32")].parity_max_rel < 1e-3
 
 
+def test_each_cuda_graph_of_a_group_replays_its_own_static_input(tmp_path):
+    # several cells of one group: each later capture empties the allocator's cache, so a graph whose static input
+    # was freed would read unmapped memory (an illegal memory access) or another cell's data (a parity failure)
+    r = rtbench.run(runtimes="torch-cudagraph", sizes=[64], batches=[1, 2, 4], device="cuda", out=tmp_path,
+                    policy=FAST, report=False)
+    cells = r.cells
+    assert sorted(c.cell.batch for c in cells) == [1, 2, 4]
+    for c in cells:
+        assert c.status.value == "ok", (c.cell.batch, c.reason)
+        assert c.parity["max_rel"] < 1e-3, (c.cell.batch, c.parity)
+
+
 def test_torch_compile_compiles_and_matches(tmp_path):
     df = sweep(tmp_path, "torch-compile", options={"compile_mode": "default"})
     row = df.loc[("torch-compile", "fp32")]

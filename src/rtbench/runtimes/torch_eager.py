@@ -77,7 +77,9 @@ class TorchEager(Runtime):
         """Capture ``run`` (whose input is static) in one CUDA graph: returns its replay and static output.
 
         The output is filled with NaN after capture, so what parity reads after the first call was written
-        by a replay, not by the warm-up runs.
+        by a replay, not by the warm-up runs. The replay keeps ``run`` (and through it the static input) alive:
+        freed, its memory would go back to the allocator, and the next capture's ``empty_cache`` would unmap
+        it under this graph (an illegal memory access at the next replay, seen with several batch buckets).
         """
         import torch
 
@@ -93,7 +95,10 @@ class TorchEager(Runtime):
             y = run()
         with torch.inference_mode():  # y is an inference tensor
             y.fill_(float("nan"))
-        return g.replay, y
+
+        def replay(_keep=run):
+            g.replay()
+        return replay, y
 
 
 @register
