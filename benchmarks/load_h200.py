@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--slo", default="10ms")
     ap.add_argument("--duration", type=float, default=1.0)
     ap.add_argument("--search-steps", type=int, default=4)
-    ap.add_argument("--commit", default=None, help="the commit of the tree, when it is not a git checkout")
+    ap.add_argument("--commit", default=None, help="the commit of the tree (a copy of a tree may carry a stale .git); named on the page before what git says")
     ap.add_argument("--date", default=datetime.now(timezone.utc).strftime("%Y-%m-%d"), help="UTC date for the folder")
     a = ap.parse_args()
     t0 = time.perf_counter()
@@ -123,7 +123,7 @@ def write_page(d: Path, run: Run, df, null, top: float, t_real: float, wall: flo
         f"# rtbench load on {machine_name(env, run.sweep.device).upper()} — {d.name.rsplit('-load', 1)[0].split('-', 1)[1]}: "
         "the highest QPS within a p99 SLO",
         "",
-        f"Machine: {machine}. rtbench from the source tree at commit {env.get('git_commit') or commit or 'unknown'}.",
+        f"Machine: {machine}. rtbench from the source tree at commit {commit or env.get('git_commit') or 'unknown'}.",
         "",
         f"Command: `python benchmarks/load_h200.py {' '.join(sys.argv[1:])}` (this page, the store and the reports "
         f"were written by it; --results was a scratch folder on the machine, copied here as written). Wall time {wall:.0f} s ({t_real:.0f} s for the runtimes, the rest the null runtime).",

@@ -5,44 +5,52 @@ The search, within a time budget (each step checks the clock):
 1. **Arms.** Every available runtime x precision x its settings (``Runtime.search_space``: channels_last,
    torch.compile mode, threads on a CPU; a CUDA graph is its own runtime). Expensive settings (compile modes
    beyond ``default``) are held back as refinements of the best arm of their runtime (step 4).
-2. **Screen.** Each arm is prepared once at the first batch in a worker process (engine.Group: the engine's own
-   preparation, parity check and warm-up). What cannot run is pruned there, cheaply: unavailable, unsupported,
-   failed, out of memory, and **parity**: an arm whose outputs fail the check is never recommended.
+2. **Screen.** Each arm is prepared once at the first batch in a worker process of its own (engine.Group: the
+   engine's own preparation, parity check and warm-up). What cannot run is pruned there, cheaply: unavailable,
+   unsupported, failed, out of memory, and **parity**: an arm whose outputs fail the check is never recommended.
 3. **Batch.** Per surviving arm, the best batch: with a latency budget the largest batch whose latency stays
    within it (latency grows with batch: doubling, then bisection); without one, doubling while images/s stay
-   within SLACK of the best batch so far (up to MAX_BATCH). Arms far behind the leader after the screen (under KEEP of its throughput) stop here.
+   within SLACK of the best batch so far (up to MAX_BATCH). Only the SEARCH_ARMS fastest arms of the screen (and
+   none under KEEP of the leader's throughput) get a batch search.
 4. **Refine.** The held-back settings of each runtime's best arm, at its best batch and the batches next to it.
-   Shapes of runtimes that compile are compiled in parallel processes (rtbench.precompile) throughout.
 5. **Race.** The leaders (at most RACE_ARMS) and eager torch fp32 are measured in interleaved rounds (the
    engine and rtbench.rounds: one timing loop); arms significantly slower than the leader (paired CI on
    images/s) are dropped, and the rest of the budget goes to the others in a second race.
 
-Steps 2-4 read a cell's latency from its warm-up (the median of its last calls): cheap, and enough to order
-batches and prune. Only the race's rounds give intervals, and only they decide the winner (rtbench.tune_result).
+Every step prepares its trials in parallel, each in a fresh worker (set-up, compiles, parity: work for the idle
+cores; ``prepare_threads``), and only then times them **one at a time** with one short block each (the
+engine's timing loop): a trial timed while others compile or warm up on the same device would be timed against
+them. Those single blocks order arms and batches and prune; only the race's rounds give intervals, and only
+they decide the winner (rtbench.tune_result).
 """
 from __future__ import annotations
 
 import itertools
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rtbench.engine import Group
 from rtbench.errors import UserError
-from rtbench.precompile import Precompiler, setup_record
 from rtbench.runtimes import base
 from rtbench.spec import Cell, Sweep
 from rtbench.status import Status
+from rtbench.timing import Block, BlockSpec
 from rtbench.worker import Worker
 
 DEFERRED = ("compile_mode",)  # settings whose other values cost minutes per shape: tried as refinements
 SLACK = 0.1  # without a latency budget, doubling the batch goes on while images/s stay within this share of the best
 KEEP = 0.5  # arms under this share of the best screened throughput stop after the screen
 SEARCH_ARMS = 4  # at most this many arms get a batch search (each step prepares every one of them)
+REFINE_SHARE, REFINE_MAX_S = 0.4, 180.0  # of the search's time left after the screen, kept for step 4
 RACE_ARMS = 6  # at most this many arms race (plus eager fp32)
 RACE_SHARE = 0.3  # of the whole budget kept for the races (at least RACE_MIN_S, or half a small budget)
 RACE_MIN_S = 40.0
 MAX_BATCH = {"cuda": 1024, "cpu": 64}
+TIMING = BlockSpec(seconds=0.2, min_calls=3, rewarm_s=0.02)  # the one block that times a trial, alone
+MIN_LEFT_S = 5.0  # a trial started with less time left could only time out: it is skipped
 BASELINE = ("torch", "fp32")
 
 
@@ -138,6 +146,12 @@ def candidates(device: str, runtimes: tuple[str, ...] | None = None) -> tuple[li
     return first, later, absent
 
 
+def prepare_threads() -> int:
+    """How many trials prepare at once: $RTBENCH_TUNE_THREADS, else half the cores beyond two, 1 to 8."""
+    given = os.environ.get("RTBENCH_TUNE_THREADS", "").strip()
+    return max(1, int(given) if given.isdigit() else min(8, ((os.cpu_count() or 1) - 2) // 2))
+
+
 class Search:
     """Tries arms at batches in worker processes, keeping every trial (the trail)."""
 
@@ -145,10 +159,10 @@ class Search:
         self.sweep, self.size, self.goal, self.workdir = sweep, size, goal, Path(workdir)
         self.deadline, self.timeout_cap = deadline, cell_timeout
         self.refs_dir = self.workdir / "cache" / f"refs-tune-{int(time.time() * 1e3)}"
-        self.groups: dict[Arm, Group] = {}
         self.trail: list[Trial] = []
         self.max_batch = MAX_BATCH["cuda" if sweep.device.startswith("cuda") else "cpu"]
         self.new_worker, self.max_retries = Worker, 0  # what engine.Group asks of its engine: workers on this host
+        self.threads = prepare_threads()
 
     def left(self) -> float:
         return self.deadline - time.perf_counter()
@@ -162,32 +176,26 @@ class Search:
         s = self.sweep
         return Cell(s.model, arm.runtime, arm.precision, self.size, batch, s.device, s.boundary)
 
-    def ahead(self, plan: list[tuple[Arm, int]]) -> Precompiler:
-        """Start compiling these shapes now, in the background (``try_all`` later waits for those it needs)."""
-        return Precompiler(self.sweep, self.workdir, self.cell_timeout, [self.cell(a, b) for a, b in plan],
-                           self.refs_dir)
-
-    def try_all(self, stage: str, plan: list[tuple[Arm, int]], early: list[Precompiler] = ()) -> list[Trial]:
-        """Prepare each (arm, batch), shapes that compile compiled ahead in parallel (or by one of ``early``, when
-        it has them); arms whose time ran out are recorded as ``skipped``."""
-        has = {k: e for e in early for k in (*e.done, *(c.key for c in e.queue))}
-        pre = self.ahead([(a, b) for a, b in plan if self.cell(a, b).key not in has])
-        out = []
+    def try_all(self, stage: str, plan: list[tuple[Arm, int]]) -> list[Trial]:
+        """Prepare every (arm, batch) of ``plan``, ``threads`` at a time, each in a fresh worker; then time each
+        prepared one alone (one block) and end its worker. Trials whose time ran out are recorded as ``skipped``."""
+        groups = [Group(self, a.runtime, a.precision) for a, _b in plan]
         try:
-            for arm, batch in plan:
-                out.append(self._try(stage, arm, batch, has.get(self.cell(arm, batch).key, pre)))
+            with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="rtbench-tune") as pool:
+                trials = list(pool.map(lambda i: self._prepare(stage, *plan[i], groups[i]), range(len(plan))))
+            for t, g in zip(trials, groups):
+                if t.status == str(Status.OK):
+                    self._time(t, g)
         finally:
-            pre.close()
-        return out
+            for g in groups:
+                g.close()
+        self.trail += trials
+        return trials
 
-    def _try(self, stage: str, arm: Arm, batch: int, pre: Precompiler) -> Trial:
+    def _prepare(self, stage: str, arm: Arm, batch: int, g: Group) -> Trial:
         cell = self.cell(arm, batch)
-        if self.left() <= 0:
-            t = Trial(stage, arm, batch, str(Status.SKIPPED), "the tune's time budget ran out")
-            self.trail.append(t)
-            return t
-        ahead = setup_record(pre.claim(cell))
-        g = self.groups.get(arm) or self.groups.setdefault(arm, Group(self, arm.runtime, arm.precision))
+        if self.left() < MIN_LEFT_S:
+            return Trial(stage, arm, batch, str(Status.SKIPPED), "the tune's time budget ran out")
         t0 = time.perf_counter()
         got = g.prepare(cell)
         wall = time.perf_counter() - t0
@@ -197,26 +205,25 @@ class Search:
             verdict = (parts.get("parity") or {}).get("verdict", "ok")
             status, reason = ((Status.MISMATCH, (parts.get("parity") or {}).get("reason")) if verdict == "mismatch"
                               else (Status.OK, None))
-            g.finish(cell)
         setup = parts.get("setup") or {}
-        info = {"wall_s": wall, **ahead,
+        warm = (parts.get("stats") or {}).get("per_call_ms")
+        info = {"wall_s": wall, "warmup_ms": warm,
                 **{k: v for k, v in (parts.get("info") or {}).items() if k in ("compile_s", "compile_cache")}}
-        t = Trial(stage, arm, batch, str(status), reason, (parts.get("stats") or {}).get("per_call_ms"),
-                  sum(v for k, v in setup.items() if k.endswith("_s")) + setup.get("first_call_ms", 0) / 1e3, info)
-        if status is not Status.OK:
-            t.ms = t.ms if status is Status.MISMATCH else None
-        self.trail.append(t)
-        return t
+        return Trial(stage, arm, batch, str(status), reason, warm if status is Status.MISMATCH else None,
+                     sum(v for k, v in setup.items() if k.endswith("_s")) + setup.get("first_call_ms", 0) / 1e3, info)
 
-    def drop(self, arm: Arm) -> None:
-        """End an arm's worker (its sessions and memory) once it is no longer tried."""
-        g = self.groups.pop(arm, None)
-        if g is not None:
-            g.close()
+    def _time(self, t: Trial, g: Group) -> None:
+        """One block of the trial's cell with nothing else running: its latency (the block's trimmed mean)."""
+        from rtbench import stats
+
+        got = g.block(self.cell(t.arm, t.batch), TIMING)
+        if isinstance(got, Block) and len(got.primary_ms):
+            t.ms = float(stats.trimmed_mean(got.primary_ms))
+            t.info["timed_calls"] = int(len(got.primary_ms))
+        else:
+            t.status, t.reason = str(got.status), got.reason
 
     def close(self) -> None:
-        for arm in list(self.groups):
-            self.drop(arm)
         import shutil
 
         shutil.rmtree(self.refs_dir, ignore_errors=True)
@@ -293,51 +300,24 @@ def neighbours(batch: int, goal: Goal, max_batch: int) -> list[int]:
 def search(search: Search, first: list[Arm], later: list[Arm]) -> dict[Arm, Trial]:
     """Steps 2-4 of the module docstring; returns each arm's best trial (ok, parity passed, within the budget)."""
     b0 = search.first_batch()
-    # the costly compile modes start compiling at once, while the screen runs, for the arm most likely to lead (a
-    # guess at the batches a throughput search usually ends at; step 4 compiles what the guesses missed)
-    guess = [search.max_batch // 4, search.max_batch // 2] if search.goal.latency_budget_ms is None else []
-    if search.goal.fixed_batch is not None:
-        guess = [search.goal.fixed_batch]
-    likely = refinements(later, [a for a in [likeliest(first)] if a is not None])
-    early = [search.ahead([(a, b) for a in likely for b in guess])]
-    try:
-        return _search(search, first, later, b0, guess, likely, early)
-    finally:
-        for e in early:
-            e.close(kill=True)  # guesses nobody needed: not worth waiting for
-
-
-def likeliest(arms: list[Arm]) -> Arm | None:
-    """Before anything is measured, the arm of a runtime that compiles most likely to lead on throughput: the
-    narrowest precision, channels_last on (where the runtime has both)."""
-    rank = {"fp16": 0, "bf16": 1, "tf32": 2, "fp32": 3}
-    compiling = [a for a in arms if getattr(base.get(a.family), "compiles", False)]
-    return min(compiling, default=None, key=lambda a: (rank.get(a.precision, 9),
-                                                        base.split_variant(a.runtime)[1].get("channels_last") != "on"))
-
-
-def _search(search: Search, first: list[Arm], later: list[Arm], b0: int, guess: list[int], likely: list[Arm],
-            early: list) -> dict[Arm, Trial]:
     screened = dict(zip(first, search.try_all("screen", [(a, b0) for a in first])))
     alive = {a: t for a, t in screened.items() if t.ok and search.goal.meets(t.ms)}
     top = max((t.images_s for t in alive.values()), default=0.0)
     chosen = sorted((a for a, t in alive.items() if t.images_s >= KEEP * top), key=lambda a: -alive[a].images_s)
-    chosen = chosen[:SEARCH_ARMS]
-    for a in first:
-        if a not in chosen:
-            search.drop(a)
-    # when the screen's best arm is not the one guessed, its costly compile modes start compiling now
-    found = [a for a in refinements(later, tops({a: alive[a] for a in chosen})) if a not in likely]
-    early.append(search.ahead([(a, b) for a in found for b in guess]))
-    best = search.best_batches(chosen, screened)
+    # the batch search leaves time for step 4, whose compile modes cost minutes per shape
+    end = search.deadline
+    if refinements(later, tops({a: alive[a] for a in chosen})):
+        search.deadline -= min(REFINE_SHARE * search.left(), REFINE_MAX_S)
+    try:
+        best = search.best_batches(chosen[:SEARCH_ARMS], screened)
+    finally:
+        search.deadline = end
     extra = refinements(later, tops(best))
     if extra and search.left() > 0:
         plan = [(a, b) for a in extra for b in neighbours(best[_parent(a, best)].batch, search.goal, search.max_batch)]
-        for t in search.try_all("refine", plan, early):
+        for t in search.try_all("refine", plan):
             if t.ok and search.goal.meets(t.ms) and (t.arm not in best or t.images_s > best[t.arm].images_s):
                 best[t.arm] = t
-    for a in list(search.groups):
-        search.drop(a)
     return best
 
 

@@ -36,7 +36,7 @@ def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def frontier_plot(res) -> bytes:
-    """Every trial (warm-up latency) by runtime, the race estimates with their CIs, the frontier, the budget."""
+    """Every trial (its latency from one block timed alone) by runtime, the race estimates with their CIs, the frontier, the budget."""
     fig, (ax,) = new_figure(width=8.0, height=4.8)
     ok = [t for t in res.trail if t.get("images_s") and t.get("status") == "ok"]
     fams = list(dict.fromkeys(t["runtime"].split("[")[0] for t in ok))
@@ -115,8 +115,8 @@ def build(res) -> list[Block]:
                  "mismatches), search each leader's batch (doubling, then bisection under a latency budget), try "
                  "the costly compile modes on the best arm of their runtime, then race the leaders and eager fp32 "
                  "in interleaved rounds; arms significantly slower than the leader drop out before the last race",
-                 "trial latencies are warm-up medians (cheap, for ordering); only the races' rounds give intervals, "
-                 "and only they decide"]),
+                 "each step's trials are prepared in parallel, then timed one at a time with one short block each "
+                 "(cheap, for ordering and pruning); only the races' rounds give intervals, and only they decide"]),
         Heading(2, "Throughput against latency"), Image("images/frontier.png", "throughput vs latency",
                                                         frontier_plot(res)),
     ]
@@ -127,10 +127,10 @@ def build(res) -> list[Block]:
              str(a.get("rounds", "–")), a["status"] + ("" if a.get("meets_budget", True) else ", over budget"),
              _f(a.get("switch_s"), 1), _f(a.get("joules_per_image"), 4)] for a in res.arms]
     blocks += [Heading(2, "The last race"), Table(head, rows)]
-    head = ["stage", "arm", "batch", "status", "ms (warm-up)", "images/s", "set-up s", "compile", "reason"]
+    head = ["stage", "arm", "batch", "status", "ms (one block, alone)", "images/s", "set-up s", "compile", "reason"]
     rows = [[t["stage"], f"{t['runtime']} {t['precision']}", str(t["batch"]), t["status"], _f(t.get("ms"), 3),
              _f(t.get("images_s")), _f(t.get("setup_s"), 1),
-             t.get("compile_cache") or ("pre-compiled" if t.get("precompiled") else ""), str(t.get("reason") or "")]
+             t.get("compile_cache") or "", str(t.get("reason") or "")]
             for t in trail]
     blocks += [Heading(2, "Trail: every configuration tried"), Table(head, rows)]
     return blocks
