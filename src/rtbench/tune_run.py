@@ -71,7 +71,7 @@ def arm_entry(c, goal: Goal, trail: list[Trial]) -> dict:
                  images_s_low=c.cell.batch * 1e3 / hi, images_s_high=c.cell.batch * 1e3 / lo,
                  meets_budget=goal.meets(ms))
     tried = [t for t in trail if t.arm == Arm(c.cell.runtime, c.cell.precision) and t.batch == c.cell.batch]
-    setups = [(t.setup_s or 0.0) + t.info.get("precompile_seconds", 0.0) for t in tried]
+    setups = [t.setup_s or 0.0 for t in tried]
     e["switch_s"] = max(setups) if setups else c.setup_s() + c.setup.get("first_call_ms", 0) / 1e3
     mem = (c.telemetry or {}).get("mem_used_mib") or {}
     e["peak_mem_mib"] = mem.get("max")
