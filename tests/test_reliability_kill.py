@@ -18,10 +18,12 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)])}
 
 
 def start(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    """``rtbench ARGS`` in its own process group (like a job in a shell), output to files."""
+    """``rtbench ARGS`` in its own process group (like a job in a shell), output to files. Ctrl-C reaches it as it
+    reaches a job started from a terminal: an ignored SIGINT is inherited across exec, and Python then leaves it
+    ignored, so the child starts with the default disposition whatever this process has."""
     return subprocess.Popen([sys.executable, "-m", "rtbench", *args], cwd=cwd, env=env or ENV,
                             stdout=open(cwd / "stdout.txt", "w"), stderr=open(cwd / "stderr.txt", "w"),
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def query(db: Path, sql: str, *params):
