@@ -77,7 +77,8 @@ def main() -> None:
     ap.add_argument("--slo", default="10ms")
     ap.add_argument("--duration", type=float, default=1.0)
     ap.add_argument("--search-steps", type=int, default=4)
-    ap.add_argument("--commit", default=None, help="the commit of the tree (a copy of a tree may carry a stale .git); named on the page before what git says")
+    ap.add_argument("--commit", default=None,
+                    help="the commit of the tree, named on the page before what git says (a copy may carry a stale .git)")
     ap.add_argument("--date", default=datetime.now(timezone.utc).strftime("%Y-%m-%d"), help="UTC date for the folder")
     a = ap.parse_args()
     t0 = time.perf_counter()

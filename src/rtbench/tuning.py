@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from rtbench import stats
 from rtbench.engine import Group
 from rtbench.errors import UserError
 from rtbench.runtimes import base
@@ -182,7 +183,7 @@ class Search:
         groups = [Group(self, a.runtime, a.precision) for a, _b in plan]
         try:
             with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="rtbench-tune") as pool:
-                trials = list(pool.map(lambda i: self._prepare(stage, *plan[i], groups[i]), range(len(plan))))
+                trials = list(pool.map(lambda p, g: self._prepare(stage, *p, g), plan, groups))
             for t, g in zip(trials, groups):
                 if t.status == str(Status.OK):
                     self._time(t, g)
@@ -214,8 +215,6 @@ class Search:
 
     def _time(self, t: Trial, g: Group) -> None:
         """One block of the trial's cell with nothing else running: its latency (the block's trimmed mean)."""
-        from rtbench import stats
-
         got = g.block(self.cell(t.arm, t.batch), TIMING)
         if isinstance(got, Block) and len(got.primary_ms):
             t.ms = float(stats.trimmed_mean(got.primary_ms))

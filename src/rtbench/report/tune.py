@@ -36,7 +36,8 @@ def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def frontier_plot(res) -> bytes:
-    """Every trial (its latency from one block timed alone) by runtime, the race estimates with their CIs, the frontier, the budget."""
+    """Every trial (its latency: one block, timed alone) by runtime, the race estimates with their CIs, the
+    frontier, the budget."""
     fig, (ax,) = new_figure(width=8.0, height=4.8)
     ok = [t for t in res.trail if t.get("images_s") and t.get("status") == "ok"]
     fams = list(dict.fromkeys(t["runtime"].split("[")[0] for t in ok))
