@@ -11,7 +11,8 @@ import pytest
 from rtbench.errors import UserError
 from rtbench.report.tune import frontier
 from rtbench.runtimes import base
-from rtbench.tuning import TIMING, Arm, Goal, Search, Trial, candidates, race_plan, refinements, tops
+from rtbench.tuning import (SCREEN_BATCH, TIMING, Arm, Goal, Search, Trial, candidates, race_plan, refine_plan,
+                            refinements, search, tops)
 
 
 def test_variants_carry_their_settings_and_bad_ones_are_bad_input():
@@ -61,6 +62,60 @@ def test_candidates_hold_back_costly_compile_modes():
     assert tops(best) == [arms[0]]
     assert refinements(held, tops(best)) == [Arm("torch-compile[channels_last=on,compile_mode=max-autotune]", "fp16"),
                                              Arm("torch-compile[channels_last=on,compile_mode=reduce-overhead]", "fp16")]
+
+
+def _compile(mode: str, precision: str = "fp16") -> Arm:
+    return Arm(f"torch-compile[channels_last=on,compile_mode={mode}]", precision)
+
+
+def test_a_runtime_over_the_latency_budget_at_the_screen_is_still_refined_at_the_leaders_batch():
+    """torch.compile's default mode launches every kernel from Python: over a 1 ms budget at batch 1 on an H200,
+    while its CUDA-graph modes would not be. Its held-back modes are tried at the leader's batch."""
+    goal = Goal(latency_budget_ms=1.0)
+    graph, default = Arm("torch-cudagraph[channels_last=on]", "fp16"), _compile("default")
+    later = [_compile("max-autotune"), _compile("reduce-overhead"), _compile("max-autotune", "bf16")]
+    screened = {graph: Trial("screen", graph, 1, "ok", ms=0.33), default: Trial("screen", default, 1, "ok", ms=1.09)}
+    best = {graph: Trial("batch", graph, 40, "ok", ms=0.99)}  # the compile arm never met the budget
+    assert refine_plan(later, best, screened, goal, 1024) == [
+        (_compile("max-autotune"), 40), (_compile("max-autotune"), 20),
+        (_compile("reduce-overhead"), 40), (_compile("reduce-overhead"), 20)]
+    # a runtime whose best arm reached the batch search is refined at its own batch (and next to it)
+    best[default] = Trial("batch", default, 256, "ok", ms=3.0)
+    assert refine_plan(later, best, screened, Goal(), 1024) == [
+        (a, b) for a in later[:2] for b in (256, 512, 128)]
+    # nothing refines a runtime that never ran (failed, parity mismatch)
+    screened[default] = Trial("screen", default, 1, "mismatch", ms=1.0)
+    del best[default]
+    assert refine_plan(later, best, screened, goal, 1024) == []
+
+
+class _Scripted(Search):
+    """A Search whose trials are given (latency per arm and batch, or a status): the steps' logic without workers."""
+
+    def __init__(self, goal: Goal, results: dict):
+        self.goal, self.results, self.asked = goal, results, []
+        self.max_batch, self.trail, self.deadline = 1024, [], time.perf_counter() + 60
+        self.sweep = type("S", (), {"device": "cuda:0"})()
+
+    def try_all(self, stage, plan):
+        self.asked.append((stage, list(plan)))
+        out = []
+        for a, b in plan:
+            r = self.results.get((a, b), "failed")
+            out.append(Trial(stage, a, b, "ok", ms=r) if isinstance(r, float) else Trial(stage, a, b, r))
+        self.trail += out
+        return out
+
+
+def test_throughput_screens_a_gpu_at_a_large_batch_and_screens_an_arm_out_of_memory_again_smaller():
+    big, small = Arm("torch", "fp16"), Arm("onnxruntime", "fp16")
+    s = _Scripted(Goal(), {(big, SCREEN_BATCH): "oom", (small, SCREEN_BATCH): 4.0,
+                           (big, SCREEN_BATCH // 8): 1.0, (small, 2 * SCREEN_BATCH): 9.0})
+    assert SCREEN_BATCH >= 128 and s.first_batch() == SCREEN_BATCH
+    best = search(s, [big, small], [])
+    assert [st for st, _ in s.asked[:2]] == ["screen", "screen"] and s.asked[1][1] == [(big, SCREEN_BATCH // 8)]
+    assert best[big].batch == SCREEN_BATCH // 8 and best[small].batch == SCREEN_BATCH  # 256 lost over 10%: stop
+    assert _Scripted(Goal(latency_budget_ms=1.0), {}).first_batch() == 1
 
 
 def test_batch_search_doubles_then_bisects_under_a_latency_budget():

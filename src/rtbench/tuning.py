@@ -7,12 +7,19 @@ The search, within a time budget (each step checks the clock):
    beyond ``default``) are held back as refinements of the best arm of their runtime (step 4).
 2. **Screen.** Each arm is prepared once at the first batch in a worker process of its own (engine.Group: the
    engine's own preparation, parity check and warm-up). What cannot run is pruned there, cheaply: unavailable,
-   unsupported, failed, out of memory, and **parity**: an arm whose outputs fail the check is never recommended.
+   unsupported, failed, and **parity**: an arm whose outputs fail the check is never recommended. An arm out of
+   memory is screened again at an eighth of the batch. For throughput on a GPU the screen batch is SCREEN_BATCH
+   (128): at 32 an H200 ranked torch.compile's default mode, which launches every kernel from Python, by its
+   launch overhead, and the refinements went to the wrong precision.
 3. **Batch.** Per surviving arm, the best batch: with a latency budget the largest batch whose latency stays
    within it (latency grows with batch: doubling, then bisection); without one, doubling while images/s stay
    within SLACK of the best batch so far (up to MAX_BATCH). Only the SEARCH_ARMS fastest arms of the screen (and
    none under KEEP of the leader's throughput) get a batch search.
 4. **Refine.** The held-back settings of each runtime's best arm, at its best batch and the batches next to it.
+   A runtime none of whose arms reached step 3 (under KEEP, or over the latency budget at the screen) is refined
+   too, from its fastest screened arm, at the leader's batch: its held-back modes (CUDA graphs, autotuned
+   kernels) remove the very launch overhead that held it back. On an H200 with a 1 ms budget, torch.compile's
+   default mode took 1.1 ms at batch 1, and its CUDA-graph modes were never tried.
 5. **Race.** The leaders (at most RACE_ARMS) and eager torch fp32 are measured in interleaved rounds (the
    engine and rtbench.rounds: one timing loop); arms significantly slower than the leader (paired CI on
    images/s) are dropped, and the rest of the budget goes to the others in a second race.
@@ -50,6 +57,8 @@ RACE_ARMS = 6  # at most this many arms race (plus eager fp32)
 RACE_SHARE = 0.3  # of the whole budget kept for the races (at least RACE_MIN_S, or half a small budget)
 RACE_MIN_S = 40.0
 MAX_BATCH = {"cuda": 1024, "cpu": 64}
+SCREEN_BATCH = 128  # the screen's batch for throughput on a GPU (module docstring, step 2)
+OOM_RETRY = 8  # an arm out of memory at the screen is screened again at this fraction of the batch
 TIMING = BlockSpec(seconds=0.2, min_calls=3, rewarm_s=0.02)  # the one block that times a trial, alone
 MIN_LEFT_S = 5.0  # a trial started with less time left could only time out: it is skipped
 BASELINE = ("torch", "fp32")
@@ -218,7 +227,7 @@ class Search:
         got = g.block(self.cell(t.arm, t.batch), TIMING)
         if isinstance(got, Block) and len(got.primary_ms):
             t.ms = float(stats.trimmed_mean(got.primary_ms))
-            t.info["timed_calls"] = int(len(got.primary_ms))
+            t.info["timed_calls"] = len(got.primary_ms)
         else:
             t.status, t.reason = str(got.status), got.reason
 
@@ -231,7 +240,7 @@ class Search:
     def first_batch(self) -> int:
         if (b := self.goal.fixed_batch) is not None:
             return b
-        return 1 if self.goal.latency_budget_ms is not None or not self.sweep.device.startswith("cuda") else 32
+        return 1 if self.goal.latency_budget_ms is not None or not self.sweep.device.startswith("cuda") else SCREEN_BATCH
 
     def best_batches(self, arms: list[Arm], start: dict[Arm, Trial]) -> dict[Arm, Trial]:
         """Per arm, its best trial: steps of every arm at once, so the shapes of one step compile in parallel."""
@@ -300,30 +309,39 @@ def search(search: Search, first: list[Arm], later: list[Arm]) -> dict[Arm, Tria
     """Steps 2-4 of the module docstring; returns each arm's best trial (ok, parity passed, within the budget)."""
     b0 = search.first_batch()
     screened = dict(zip(first, search.try_all("screen", [(a, b0) for a in first])))
+    oom = [a for a, t in screened.items() if t.status == str(Status.OOM) and b0 > 1]
+    if oom and search.left() > 0:
+        screened.update(zip(oom, search.try_all("screen", [(a, max(1, b0 // OOM_RETRY)) for a in oom])))
     alive = {a: t for a, t in screened.items() if t.ok and search.goal.meets(t.ms)}
     top = max((t.images_s for t in alive.values()), default=0.0)
     chosen = sorted((a for a, t in alive.items() if t.images_s >= KEEP * top), key=lambda a: -alive[a].images_s)
     # the batch search leaves time for step 4, whose compile modes cost minutes per shape
     end = search.deadline
-    if refinements(later, tops({a: alive[a] for a in chosen})):
+    if refinements(later, tops({a: t for a, t in screened.items() if t.ok})):
         search.deadline -= min(REFINE_SHARE * search.left(), REFINE_MAX_S)
     try:
         best = search.best_batches(chosen[:SEARCH_ARMS], screened)
     finally:
         search.deadline = end
-    extra = refinements(later, tops(best))
-    if extra and search.left() > 0:
-        plan = [(a, b) for a in extra for b in neighbours(best[_parent(a, best)].batch, search.goal, search.max_batch)]
+    plan = refine_plan(later, best, screened, search.goal, search.max_batch)
+    if plan and search.left() > 0:
         for t in search.try_all("refine", plan):
             if t.ok and search.goal.meets(t.ms) and (t.arm not in best or t.images_s > best[t.arm].images_s):
                 best[t.arm] = t
     return best
 
 
-def _parent(arm: Arm, best: dict[Arm, Trial]) -> Arm:
-    keep = {k: v for k, v in base.split_variant(arm.runtime)[1].items() if k not in DEFERRED}
-    return next(a for a in best if a.family == arm.family and a.precision == arm.precision
-                and {k: v for k, v in base.split_variant(a.runtime)[1].items() if k not in DEFERRED} == keep)
+def refine_plan(later: list[Arm], best: dict[Arm, Trial], screened: dict[Arm, Trial], goal: Goal,
+                max_batch: int) -> list[tuple[Arm, int]]:
+    """Step 4: (refinement, batch) pairs. Each runtime's best arm of step 3 gives its held-back settings at its own
+    batch and the ones next to it; a runtime with no arm there, at the leader's batch (module docstring)."""
+    parents = {a: best[a].batch for a in tops(best)}
+    lead = max(best.values(), key=lambda t: t.images_s, default=None)
+    for arm in tops({a: t for a, t in screened.items() if t.ok}):
+        if all(p.family != arm.family for p in parents):
+            parents[arm] = lead.batch if lead is not None else screened[arm].batch
+    return [(a, b) for p, batch in parents.items() for a in refinements(later, [p])
+            for b in neighbours(batch, goal, max_batch)]
 
 
 def race_plan(best: dict[Arm, Trial]) -> list[tuple[Arm, int]]:
