@@ -9,8 +9,9 @@ The search, within a time budget (each step checks the clock):
    engine's own preparation, parity check and warm-up). What cannot run is pruned there, cheaply: unavailable,
    unsupported, failed, and **parity**: an arm whose outputs fail the check is never recommended. An arm out of
    memory is screened again at an eighth of the batch. For throughput on a GPU the screen batch is SCREEN_BATCH
-   (128): at 32 an H200 ranked torch.compile's default mode, which launches every kernel from Python, by its
-   launch overhead, and the refinements went to the wrong precision.
+   (256): at 32 an H200 ranked torch.compile's default mode, which launches every kernel from Python, by its
+   launch overhead (about 0.7-1.4 ms a call against 0.5 ms of compute), and the refinement went to the wrong
+   precision; at 256 the compute is 4-5 ms.
 3. **Batch.** Per surviving arm, the best batch: with a latency budget the largest batch whose latency stays
    within it (latency grows with batch: doubling, then bisection); without one, doubling while images/s stay
    within SLACK of the best batch so far (up to MAX_BATCH). Only the SEARCH_ARMS fastest arms of the screen (and
@@ -57,7 +58,7 @@ RACE_ARMS = 6  # at most this many arms race (plus eager fp32)
 RACE_SHARE = 0.3  # of the whole budget kept for the races (at least RACE_MIN_S, or half a small budget)
 RACE_MIN_S = 40.0
 MAX_BATCH = {"cuda": 1024, "cpu": 64}
-SCREEN_BATCH = 128  # the screen's batch for throughput on a GPU (module docstring, step 2)
+SCREEN_BATCH = 256  # the screen's batch for throughput on a GPU (module docstring, step 2)
 OOM_RETRY = 8  # an arm out of memory at the screen is screened again at this fraction of the batch
 TIMING = BlockSpec(seconds=0.2, min_calls=3, rewarm_s=0.02)  # the one block that times a trial, alone
 MIN_LEFT_S = 5.0  # a trial started with less time left could only time out: it is skipped
