@@ -330,14 +330,16 @@ def tune(
                  budget_min=budget_min, runtimes=runtimes or None, device=device, out=out, cell_timeout=cell_timeout,
                  progress=lambda msg: err.print(msg, highlight=False, soft_wrap=True))
     t = Table(title=f"tune {r.id}: last race (images/s: estimate and 95% CI)")
-    for col in ("arm", "batch", "ms", "images/s", "status"):
+    for col in ("arm", "batch", "ms", "images/s", "status", "another process: ms"):
         t.add_column(col)
     from rich.markup import escape
+
+    from rtbench.report.tune import _other
 
     for a in r.arms:  # a variant's [settings] are not markup
         t.add_row(escape(f"{a['runtime']} {a['precision']}"), str(a["batch"]), f"{a['ms']:.3f}" if a.get("ms") else "–",
                   f"{a['images_s']:,.0f} ({a['images_s_low']:,.0f}–{a['images_s_high']:,.0f})"
-                  if a.get("images_s") else "–", a["status"])
+                  if a.get("images_s") else "–", a["status"], _other(a.get("other_process"), True))
     (console if console.is_terminal else Console(width=200)).print(t)
     from rtbench.report.tune import answer
 

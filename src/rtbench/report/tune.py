@@ -25,6 +25,19 @@ def _ratio(r: dict | None) -> str:
     return f"x{r['speedup']:.3f} (95% CI {r['speedup_low']:.3f}–{r['speedup_high']:.3f}, {r['speedup_method']})"
 
 
+def _other(o: dict | None, short: bool = False) -> str:
+    """An arm's estimate in the other race's processes, and whether it agrees with the last race's."""
+    if not o:
+        return "–" if short else "not measured (one race only)"
+    fig = f"{o['ms']:.3f} ms ({o['ms_low']:.3f}–{o['ms_high']:.3f})"
+    if short:
+        return f"{fig}, {'holds' if o['holds'] else 'DIFFERS'}"
+    if o["holds"]:
+        return f"{fig} per batch: the two processes agree within their intervals"
+    return (f"{fig} per batch: **the two processes disagree beyond their intervals**, so this configuration's "
+            "speed depends on the process (e.g. kernels chosen when it starts) and a re-run may land at either")
+
+
 def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """The Pareto frontier of (latency ms, images/s): points no other point beats on both, by latency."""
     best, out = -math.inf, []
@@ -81,6 +94,7 @@ def answer(res) -> list[Block]:
         items.append(f"**Against the runner-up** `{res.runner_up['runtime']}` {res.runner_up['precision']} "
                      f"b{res.runner_up['batch']} ({_f(res.runner_up['images_s'])} images/s): images/s "
                      + _ratio(res.vs_runner_up))
+    items.append(f"**In another process** (the first race, its own workers): {_other(w.get('other_process'))}")
     items.append("**Tie group** (not significantly slower than the winner, paired): "
                  + (", ".join(res.ties) if res.ties else "none: the winner is ahead of every other arm"))
     if res.vs_eager:
@@ -115,18 +129,21 @@ def build(res) -> list[Block]:
                  "screen every arm at one batch (prune unavailable, unsupported, failed, out of memory and parity "
                  "mismatches), search each leader's batch (doubling, then bisection under a latency budget), try "
                  "the costly compile modes on the best arm of their runtime, then race the leaders and eager fp32 "
-                 "in interleaved rounds; arms significantly slower than the leader drop out before the last race",
+                 "in interleaved rounds; arms significantly slower than the leader drop out before the last race, "
+                 "which runs in fresh processes: each arm's two estimates must agree within their intervals",
                  "each step's trials are prepared in parallel, then timed one at a time with one short block each "
                  "(cheap, for ordering and pruning); only the races' rounds give intervals, and only they decide"]),
         Heading(2, "Throughput against latency"), Image("images/frontier.png", "throughput vs latency",
                                                         frontier_plot(res)),
     ]
-    head = ["arm", "batch", "ms (95% CI)", "images/s (95% CI)", "rounds", "status", "set-up s", "J/image"]
+    head = ["arm", "batch", "ms (95% CI)", "images/s (95% CI)", "rounds", "status", "set-up s", "J/image",
+            "another process: ms (95% CI)"]
     rows = [[f"{a['runtime']} {a['precision']}", str(a["batch"]),
              f"{a['ms']:.3f} ({a['ms_low']:.3f}–{a['ms_high']:.3f})" if a.get("ms") else "–",
              f"{_f(a.get('images_s'))} ({_f(a.get('images_s_low'))}–{_f(a.get('images_s_high'))})",
              str(a.get("rounds", "–")), a["status"] + ("" if a.get("meets_budget", True) else ", over budget"),
-             _f(a.get("switch_s"), 1), _f(a.get("joules_per_image"), 4)] for a in res.arms]
+             _f(a.get("switch_s"), 1), _f(a.get("joules_per_image"), 4), _other(a.get("other_process"), True)]
+            for a in res.arms]
     blocks += [Heading(2, "The last race"), Table(head, rows)]
     head = ["stage", "arm", "batch", "status", "ms (one block, alone)", "images/s", "set-up s", "compile", "reason"]
     rows = [[t["stage"], f"{t['runtime']} {t['precision']}", str(t["batch"]), t["status"], _f(t.get("ms"), 3),
