@@ -334,12 +334,12 @@ def tune(
         t.add_column(col)
     from rich.markup import escape
 
-    from rtbench.report.tune import _other
+    from rtbench.report.tune import other_process_text
 
     for a in r.arms:  # a variant's [settings] are not markup
         t.add_row(escape(f"{a['runtime']} {a['precision']}"), str(a["batch"]), f"{a['ms']:.3f}" if a.get("ms") else "–",
                   f"{a['images_s']:,.0f} ({a['images_s_low']:,.0f}–{a['images_s_high']:,.0f})"
-                  if a.get("images_s") else "–", a["status"], _other(a.get("other_process"), True))
+                  if a.get("images_s") else "–", a["status"], other_process_text(a.get("other_process"), True))
     (console if console.is_terminal else Console(width=200)).print(t)
     from rtbench.report.tune import answer
 

@@ -95,6 +95,12 @@ def estimate(round_values) -> tuple[float, float, float, float]:
     return math.exp(m), math.exp(lo), math.exp(hi), n
 
 
+def allowed_difference(ci_a: tuple[float, float], ci_b: tuple[float, float]) -> float:
+    """How far two estimates may lie apart and still agree: sqrt(h_a^2 + h_b^2) of their 95% CIs' half-widths
+    (both measurements' noise)."""
+    return math.hypot((ci_a[1] - ci_a[0]) / 2, (ci_b[1] - ci_b[0]) / 2)
+
+
 def relative_halfwidth(round_values) -> float:
     """Half the CI's width over the estimate (inf with fewer than two rounds): what the stop rule compares."""
     if len(round_values) < 2:

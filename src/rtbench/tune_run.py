@@ -100,7 +100,7 @@ def other_process(c, earlier: Run | None) -> dict | None:
     if mine is None or theirs is None:
         return None
     (m2, lo2, hi2), (m1, lo1, hi1) = mine, theirs
-    holds = abs(m2 - m1) <= math.hypot((hi1 - lo1) / 2, (hi2 - lo2) / 2)
+    holds = abs(m2 - m1) <= stats.allowed_difference((lo1, hi1), (lo2, hi2))
     return {"race": earlier.id, "ms": m1, "ms_low": lo1, "ms_high": hi1, "holds": bool(holds)}
 
 
@@ -236,12 +236,11 @@ def tune(model: str = "resnet18", size: int = 224, latency_budget_ms: float | No
     races: list[Run] = []
     plan = race_plan(best)
     racer = Racer(store, out, sweep.device, cell_timeout) if plan else None
-    while plan and (left := t_start + budget_s - reserve - time.perf_counter()) > 5:
-        rung = left * RUNG_SHARE if not races else left  # the first race also checks the second's processes
-        say(f"race {len(races) + 1}: {len(plan)} cells, {rung:.0f} s")
-        races.append(racer.race(sweep, size, plan, rung))
-        if len(races) > 1:
+    for share in (RUNG_SHARE, 1.0):  # the second race, in fresh processes, also checks the first's estimates
+        if not plan or (left := t_start + budget_s - reserve - time.perf_counter()) <= 5:
             break
+        say(f"race {len(races) + 1}: {len(plan)} cells, {left * share:.0f} s")
+        races.append(racer.race(sweep, size, plan, left * share))
         plan = survivors(races[-1])
     v = (verdict(races[-1], goal, srch.trail, races[-2] if len(races) > 1 else None) if races else
          {"arms": [], "winner": None, "runner_up": None, "vs_runner_up": None, "vs_eager": None, "ties": [],

@@ -288,14 +288,15 @@ def tops(best: dict[Arm, Trial]) -> list[Arm]:
     return [t.arm for t in out.values()]
 
 
+def _kept(arm: Arm) -> dict:
+    """An arm's settings other than the held-back ones."""
+    return {k: v for k, v in base.split_variant(arm.runtime)[1].items() if k not in DEFERRED}
+
+
 def refinements(later: list[Arm], top: list[Arm]) -> list[Arm]:
     """The held-back settings of the arms ``top`` (one per runtime family): same precision and other settings."""
-    out = []
-    for arm in top:
-        keep = {k: v for k, v in base.split_variant(arm.runtime)[1].items() if k not in DEFERRED}
-        out += [a for a in later if a.family == arm.family and a.precision == arm.precision
-                and {k: v for k, v in base.split_variant(a.runtime)[1].items() if k not in DEFERRED} == keep]
-    return out
+    return [a for arm in top for a in later
+            if a.family == arm.family and a.precision == arm.precision and _kept(a) == _kept(arm)]
 
 
 def neighbours(batch: int, goal: Goal, max_batch: int) -> list[int]:

@@ -25,7 +25,7 @@ def _ratio(r: dict | None) -> str:
     return f"x{r['speedup']:.3f} (95% CI {r['speedup_low']:.3f}–{r['speedup_high']:.3f}, {r['speedup_method']})"
 
 
-def _other(o: dict | None, short: bool = False) -> str:
+def other_process_text(o: dict | None, short: bool = False) -> str:
     """An arm's estimate in the other race's processes, and whether it agrees with the last race's."""
     if not o:
         return "–" if short else "not measured (one race only)"
@@ -94,7 +94,7 @@ def answer(res) -> list[Block]:
         items.append(f"**Against the runner-up** `{res.runner_up['runtime']}` {res.runner_up['precision']} "
                      f"b{res.runner_up['batch']} ({_f(res.runner_up['images_s'])} images/s): images/s "
                      + _ratio(res.vs_runner_up))
-    items.append(f"**In another process** (the first race, its own workers): {_other(w.get('other_process'))}")
+    items.append(f"**In another process** (the first race, its own workers): {other_process_text(w.get('other_process'))}")
     items.append("**Tie group** (not significantly slower than the winner, paired): "
                  + (", ".join(res.ties) if res.ties else "none: the winner is ahead of every other arm"))
     if res.vs_eager:
@@ -142,7 +142,7 @@ def build(res) -> list[Block]:
              f"{a['ms']:.3f} ({a['ms_low']:.3f}–{a['ms_high']:.3f})" if a.get("ms") else "–",
              f"{_f(a.get('images_s'))} ({_f(a.get('images_s_low'))}–{_f(a.get('images_s_high'))})",
              str(a.get("rounds", "–")), a["status"] + ("" if a.get("meets_budget", True) else ", over budget"),
-             _f(a.get("switch_s"), 1), _f(a.get("joules_per_image"), 4), _other(a.get("other_process"), True)]
+             _f(a.get("switch_s"), 1), _f(a.get("joules_per_image"), 4), other_process_text(a.get("other_process"), True)]
             for a in res.arms]
     blocks += [Heading(2, "The last race"), Table(head, rows)]
     head = ["stage", "arm", "batch", "status", "ms (one block, alone)", "images/s", "set-up s", "compile", "reason"]

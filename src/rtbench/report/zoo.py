@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rtbench import zoo_store
+from rtbench import stats, zoo_store
 from rtbench.errors import UserError
 from rtbench.report.blocks import Bullets, Heading, Para, Table
 from rtbench.report.table import _ms, fmt
@@ -125,8 +125,8 @@ def interference(zoo: dict, runs) -> tuple[list, list[str]]:
     if not (len(alone) and len(busy)) or not (alone["status"].iloc[0] in MEASURED and busy["status"].iloc[0] in MEASURED):
         return [Para("The interference check's reference cell was not measured in both runs.")], []
     a, b = alone.iloc[0].to_dict(), busy.iloc[0].to_dict()
-    ha, hb = (a["ci_high_ms"] - a["ci_low_ms"]) / 2, (b["ci_high_ms"] - b["ci_low_ms"]) / 2
-    diff, allowed = b["ms"] - a["ms"], math.hypot(ha, hb)
+    diff = b["ms"] - a["ms"]
+    allowed = stats.allowed_difference((a["ci_low_ms"], a["ci_high_ms"]), (b["ci_low_ms"], b["ci_high_ms"]))
     window = next((w for w in reversed(zoo["result"].get("interference", [])) if w["run_id"] == rb["run_id"]), {})
     share = window.get("neighbours_busy", {})
     cell = f"{a['runtime']} {a['precision']} {a['size']}px b{a['batch']} of {rb['model']} on {ra['lane']}"
