@@ -49,3 +49,40 @@ def test_second_run_does_not_compile_again(two_runs):
     from rtbench.report.markdown import compile_text
 
     assert compile_text(second).startswith("torch-compile 1/1 from cache, 0 compiled")
+
+
+def test_a_compiling_runtime_on_a_gpu_prepares_its_sizes_in_several_workers(monkeypatch):
+    import dataclasses
+
+    from rtbench import engine
+    from rtbench.spec import Sweep
+
+    gpu = Sweep(model="resnet18", runtimes=("torch", "torch-compile"), sizes=(224, 256, 384, 512), batches=(1, 4),
+                device="cuda:0")
+    monkeypatch.setattr(engine.os, "cpu_count", lambda: 16)
+    assert [engine.shard_count(gpu, rt, True) for rt in gpu.runtimes] == [1, engine.SHARDS]
+    assert engine.shard_count(gpu, "torch-compile", False) == 1  # a zoo's lane: the other cores are its neighbours'
+    assert engine.shard_count(dataclasses.replace(gpu, device="cpu"), "torch-compile", True) == 1  # cores measure
+    assert engine.shard_count(dataclasses.replace(gpu, sizes=(224, 256)), "torch-compile", True) == 2  # one per size
+    monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)
+    assert engine.shard_count(gpu, "torch-compile", True) == 1  # no spare cores
+
+
+def test_a_group_spread_over_workers_measures_each_cell_in_the_worker_that_prepared_it(tmp_path, monkeypatch):
+    """Two workers for one group (forced on the CPU): each size in its own, every cell measured there, all rounds."""
+    import rtbench
+    from rtbench import engine
+
+    monkeypatch.setattr(engine, "shard_count", lambda sweep, runtime, spare: 2 if runtime == "torch" else 1)
+    run = rtbench.run(model="entry_models:tiny_cnn", runtimes=["torch", "onnxruntime"], sizes=[32, 48],
+                      batches=[1, 2], device="cpu", policy=FAST, out=tmp_path, report=False)
+    assert run.status == "complete" and all(c.status == "ok" for c in run.cells), [c.reason for c in run.cells]
+    pids = {}
+    for c in run.cells:
+        pids.setdefault(c.cell.runtime, {}).setdefault(c.cell.size, set()).add(c.info["worker_pid"])
+        assert len(c.samples_ms) >= FAST.rounds and c.info["worker_starts"] == 1
+    torch_pids = [next(iter(p)) for p in pids["torch"].values()]
+    assert all(len(p) == 1 for p in pids["torch"].values()) and len(set(torch_pids)) == 2, pids
+    assert len(set.union(*pids["onnxruntime"].values())) == 1  # one worker for an unsplit group
+    first = [c for c in run.cells if c.cell.runtime == "torch" and c.cell.batch == 1]
+    assert all(c.info["worker_setup_s"] > 0 and "worker_start_s" in c.info for c in first)

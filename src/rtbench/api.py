@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
@@ -161,6 +162,8 @@ def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, 
         finally:
             phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
 
+    if lane is None or lane.forks:
+        start_fork_server()  # the workers' fork server imports torch and rtbench while this process checks the input
     if resume:
         store = Store(out, create=False)
         try:
@@ -174,8 +177,6 @@ def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, 
             sweep = make_sweep(model, runtimes, precision, sizes, batches, device, boundary, weights, policy, options,
                                load_model=False)
             _check_writable(out)
-    if lane is None or lane.forks:
-        start_fork_server()  # the workers' fork server imports torch and rtbench meanwhile
     if not resume and lane is None:
         with phase("prepare_s"):
             from rtbench.models import resolve
@@ -193,12 +194,15 @@ def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, 
         if lane.forks and not sweep.device.startswith("cuda"):  # CPU figures must not share the cores with the
             with phase("fork_server_s"):                          # server's imports
                 wait_for_fork_server()
-        with phase("harness_s"):
-            harness = lane.harness()
-        with phase("peaks_s"):
-            peak = lane.peaks(sweep.device, sweep.precisions)
-        with phase("fingerprint_s"):
-            env = lane.fingerprint(sweep.device)
+        with ThreadPoolExecutor(1) as aside:  # on a GPU the fingerprint's child interpreter runs beside the
+            gpu = sweep.device.startswith("cuda")  # harness and peaks (on a CPU it would take their cores)
+            env = aside.submit(lane.fingerprint, sweep.device) if gpu else None
+            with phase("harness_s"):
+                harness = lane.harness()
+            with phase("peaks_s"):
+                peak = lane.peaks(sweep.device, sweep.precisions)
+            with phase("fingerprint_s"):
+                env = env.result() if gpu else lane.fingerprint(sweep.device)
         store.create_run(run_id, sweep.to_dict(), env, harness, peak)
     if on_start:
         on_start(run_id, sweep)

@@ -10,6 +10,7 @@ killed run resumes with the rounds it has and measures only what is missing.
 """
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import threading
@@ -32,6 +33,7 @@ from rtbench.worker import Outcome, Worker, WorkerLost, is_oom, one_line  # noqa
 
 LAUNCH_BOUND = 0.85  # median launch time over median GPU time above which the GPU waited for the host
 ROUNDS_SHARE = 0.5  # the rounds get at least this share of the budget, even when set-up took the rest
+SHARDS = 4  # on a GPU, a runtime that compiles per shape prepares its sizes in up to this many workers at once
 
 
 HARNESS = {"seconds": 0.2, "min_calls": 20_000, "warmup_s": 0.02}  # one block of null calls
@@ -58,6 +60,17 @@ def parity_status(par: dict) -> tuple[Status, str | None]:
     cell ``ok`` and is reported as a fairness warning (the timings are valid, the check could not judge)."""
     verdict = par.get("verdict", "ok" if par.get("ok", True) else "mismatch")
     return (Status.MISMATCH, par.get("reason")) if verdict == "mismatch" else (Status.OK, None)
+
+
+def shard_count(sweep: Sweep, runtime: str, spare_cores: bool) -> int:
+    """How many workers prepare (and then measure) a runtime group's cells: one, except on a GPU for a runtime that
+    compiles per shape, when this host's cores are the run's own (``spare_cores``): one per size, up to SHARDS and
+    a third of the cores beyond two. Its set-up per cell (a compile, or loading one from the cache, tracing, parity)
+    is CPU work; in one worker the 16 torch.compile cells of the H200 seed grid took 24 s of a warm run, one after
+    another, while the GPU waited. The rounds time one block at a time whichever worker holds the cell."""
+    if not (spare_cores and sweep.device.startswith("cuda") and base.get(runtime).compiles):
+        return 1
+    return max(1, min(SHARDS, len(sweep.sizes), ((os.cpu_count() or 1) - 2) // 3))
 
 
 def skip_reason(oom_at: dict[int, int], cell: Cell) -> str | None:
@@ -90,7 +103,8 @@ class Group:
             self.close()
             e = self.engine
             try:
-                self.worker = e.new_worker(e.sweep, self.runtime, self.precision, e.workdir, e.cell_timeout, e.refs_dir)
+                self.worker = e.new_worker(e.sweep, self.runtime, self.precision, e.workdir, e.cell_timeout, e.refs_dir,
+                                           **e.worker_options())
             except WorkerLost as lost:  # set-up crashed or hung: a new worker would do the same
                 self.failure = Outcome(lost.status, lost.reason)
                 return self.failure
@@ -120,8 +134,9 @@ class Group:
         if self.asked is not None:  # the worker that answered (or died trying)
             info = out.parts.setdefault("info", {})
             info["worker_pid"] = self.asked.pid
-            if fresh:  # process start + imports: not part of any timing, kept for the record
+            if fresh:  # process start + imports, then the group's set-up: not part of any timing, kept for the record
                 info["worker_start_s"] = self.asked.start_s
+                info["worker_setup_s"] = self.asked.setup_s
             if placement := getattr(self.asked, "placement", None):  # its host and GPU
                 info["placement"] = placement
         return out
@@ -176,7 +191,8 @@ class Engine:
         self.on_round = on_round
         self.cell_timeout = check_cell_timeout(cell_timeout)
         self.deadline = deadline if deadline is not None else time.perf_counter() + sweep.policy.budget_s
-        self.groups: dict[tuple[str, str], Group] = {}
+        self.groups: dict[tuple[str, str, int], Group] = {}  # (runtime, precision, shard): group_key
+        self.shards: dict[str, int] = {}  # runtime -> its number of workers, when more than one (shard_count)
         # where workers run: this host as it is, or a lane of a zoo (one GPU of the host, a Ray placement)
         self.lane = lane
         self.new_worker = lane.worker if lane is not None else Worker
@@ -197,8 +213,11 @@ class Engine:
         self.precompiler = Precompiler(self.sweep, self.workdir, self.cell_timeout, todo if precompiles else [],
                                        self.refs_dir)
         try:
+            for rt in self.sweep.runtimes:
+                if (n := shard_count(self.sweep, rt, precompiles)) > 1:
+                    self.shards[rt] = n
             for c in self.sweep.cells():
-                self.groups.setdefault((c.runtime, c.precision), Group(self, c.runtime, c.precision))
+                self.groups.setdefault(self.group_key(c), Group(self, c.runtime, c.precision))
             units = self._prepare_all(stored)
             self.precompiler.close()  # none runs while blocks are timed
             # set-up (a compile per shape, say) may take most of the budget: the rounds still get their share
@@ -216,6 +235,17 @@ class Engine:
         return {"block_s": s.block_s, "shortened": s.shortened, "over_budget": s.over_budget,
                 "extended_s": extended} if s else {}
 
+    def group_key(self, cell: Cell) -> tuple[str, str, int]:
+        """The group whose worker serves ``cell``: its runtime and precision, and its shard (by size, so that the OOM
+        rule's batches of a size stay in one worker)."""
+        n = self.shards.get(cell.runtime, 1)
+        return cell.runtime, cell.precision, self.sweep.sizes.index(cell.size) % n if n > 1 else 0
+
+    def worker_options(self) -> dict:
+        """What a new worker is told of its neighbours: how many GPU contexts are the run's own (this process and
+        one per group; telemetry counts the others as other users of the GPU)."""
+        return {"own_contexts": 1 + len(self.groups)}
+
     # preparation --------------------------------------------------------------------------------------
     def _prepare_all(self, stored: dict) -> list[Unit]:
         """Prepare every cell not yet final: each runtime group in a thread of its own that waits on its worker, and
@@ -224,18 +254,19 @@ class Engine:
         answers: queue.Queue = queue.Queue()
         errors: list[BaseException] = []
 
-        def serve(rt: str, precision: str, group: Group) -> None:
+        def serve(key: tuple[str, str, int], group: Group) -> None:
+            rt, precision, _shard = key
             oom_at = {s["size"]: s["batch"] for s in sorted(stored.values(), key=lambda s: -s["batch"])
                       if (s["runtime"], s["precision"], s["status"]) == (rt, precision, Status.OOM)}
             try:
-                for c in (c for c in self.sweep.cells() if (c.runtime, c.precision) == (rt, precision)):
+                for c in (c for c in self.sweep.cells() if self.group_key(c) == key):
                     answers.put((c, stored.get(c.key), self._prepared(group, c, stored.get(c.key), oom_at)))
             except BaseException as e:  # noqa: BLE001 - raised again in the engine's thread
                 errors.append(e)
             finally:
                 answers.put(None)
 
-        threads = [threading.Thread(target=serve, args=(*key, g), daemon=True) for key, g in self.groups.items()]
+        threads = [threading.Thread(target=serve, args=(key, g), daemon=True) for key, g in self.groups.items()]
         waves = [threads] if self.sweep.device.startswith("cuda") else [[t] for t in threads]
         order = {c.key: i for i, c in enumerate(self.sweep.cells())}
         units: list[Unit] = []
@@ -303,14 +334,14 @@ class Engine:
 
     # rounds -------------------------------------------------------------------------------------------
     def _measure(self, u: Unit, spec: BlockSpec) -> Block | Outcome:
-        return self.groups[(u.cell.runtime, u.cell.precision)].block(u.cell, spec)
+        return self.groups[self.group_key(u.cell)].block(u.cell, spec)
 
     def _on_block(self, u: Unit, r: int, b: Block) -> None:
         self.store.add_block(u.ref.cell_id, r, b)
         u.ref.blocks.append((r, b))
 
     def _on_stop(self, u: Unit, failure: Outcome | None) -> None:
-        group = self.groups[(u.cell.runtime, u.cell.precision)]
+        group = self.groups[self.group_key(u.cell)]
         tele = group.finish(u.cell)
         if failure is not None:
             self._finish_failed(u.cell, u.ref, failure)

@@ -49,10 +49,12 @@ class Lane:
         """The device as the lane's workers name it (a GPU lane's see only their GPU: cuda:0)."""
         return device
 
-    def worker(self, sweep, runtime: str, precision: str, workdir, timeout: float, refs_dir=None):
+    def worker(self, sweep, runtime: str, precision: str, workdir, timeout: float, refs_dir=None,
+               own_contexts: int | None = None):
         from rtbench.worker import Worker
 
-        return Worker(sweep, runtime, precision, workdir, timeout, refs_dir, **self.worker_options())
+        return Worker(sweep, runtime, precision, workdir, timeout, refs_dir, own_contexts=own_contexts,
+                      **self.worker_options())
 
     def worker_options(self) -> dict:
         return {}

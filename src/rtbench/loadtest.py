@@ -111,7 +111,7 @@ class LoadRun:
         from rtbench.status import Status
         from rtbench.worker import Outcome
 
-        group = eng.groups[(rt, precision)] = Group(eng, rt, precision)
+        group = eng.groups[(rt, precision, 0)] = Group(eng, rt, precision)
         units = {c.batch: eng.prepare_one(group, c) for c in self.sweep.cells()
                  if (c.runtime, c.precision) == (rt, precision)}  # None: stored as failed, unavailable, ...
         live = [u for u in units.values() if u is not None]

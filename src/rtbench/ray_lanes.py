@@ -136,7 +136,8 @@ class RayLane(Lane):
                          "bundle": self.bundle, **({"gpu": p["gpu"]["name"], "gpu_uuid": p["gpu"]["uuid"]}
                                                    if "gpu" in p else {})}}
 
-    def worker(self, sweep, runtime: str, precision: str, workdir, timeout: float, refs_dir=None):
+    def worker(self, sweep, runtime: str, precision: str, workdir, timeout: float, refs_dir=None,
+               own_contexts: int | None = None):  # an actor's node has no other worker of the run on its GPU
         groups = len({(c.runtime, c.precision) for c in sweep.cells()})
         return RayWorker(self, sweep, runtime, precision, workdir, timeout, refs_dir, self._options(1 / groups))
 

@@ -178,6 +178,9 @@ class Search:
     def left(self) -> float:
         return self.deadline - time.perf_counter()
 
+    def worker_options(self) -> dict:  # what engine.Group asks of its engine: a trial's worker is on its own
+        return {}
+
     @property
     def cell_timeout(self) -> float:
         """What engine.Group allows one request: the cell timeout, or the time left when that is less."""

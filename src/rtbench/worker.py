@@ -77,8 +77,8 @@ def start_group(job: dict) -> tuple[GroupMeasurer, dict, Outcome | None]:
         torch.set_num_threads(job["threads"])
     use_compile_caches(Path(job["workdir"]), job.get("compile_threads"))
     sweep = Sweep.from_dict(job["sweep"])
-    groups = {(c.runtime, c.precision) for c in sweep.cells()}
-    os.environ[telemetry.OWN_CONTEXTS_ENV] = str(1 + len(groups))  # nor are the run's other workers
+    groups = {(c.runtime, c.precision) for c in sweep.cells()}  # nor are the run's other workers
+    os.environ[telemetry.OWN_CONTEXTS_ENV] = str(job.get("own_contexts") or 1 + len(groups))
     if job["plugins"] is None:
         os.environ.pop(base.PLUGINS_ENV, None)
     else:
@@ -153,7 +153,7 @@ class Worker:
 
     def __init__(self, sweep: Sweep, runtime: str, precision: str, workdir: Path, timeout: float,
                  refs_dir: Path | None = None, env: dict | None = None, cpus: list[int] | None = None,
-                 compile_threads: int | None = None):
+                 compile_threads: int | None = None, own_contexts: int | None = None):
         ctx = worker_context()
         fd, self.log = tempfile.mkstemp(prefix="rtbench-worker-", suffix=".log")
         os.close(fd)
@@ -161,7 +161,7 @@ class Worker:
         job = {"sweep": sweep.to_dict(), "runtime": runtime, "precision": precision, "workdir": str(workdir),
                "refs_dir": str(refs_dir) if refs_dir is not None else None,
                "plugins": os.environ.get(base.PLUGINS_ENV), "log": self.log, "run_pid": os.getpid(),
-               "env": env or {}, "cpus": cpus, "compile_threads": compile_threads}
+               "env": env or {}, "cpus": cpus, "compile_threads": compile_threads, "own_contexts": own_contexts}
         t0 = time.perf_counter()
         self.proc = ctx.Process(target=serve, args=(child, job), name=f"rtbench-{runtime}-{precision}", daemon=True)
         self.proc.start()
