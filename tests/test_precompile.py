@@ -86,3 +86,23 @@ def test_a_group_spread_over_workers_measures_each_cell_in_the_worker_that_prepa
     assert len(set.union(*pids["onnxruntime"].values())) == 1  # one worker for an unsplit group
     first = [c for c in run.cells if c.cell.runtime == "torch" and c.cell.batch == 1]
     assert all(c.info["worker_setup_s"] > 0 and "worker_start_s" in c.info for c in first)
+
+
+def test_a_shape_its_measuring_worker_compiled_is_not_compiled_ahead_by_the_next_run(tmp_path, monkeypatch):
+    import rtbench
+    from rtbench.precompile import Precompiler
+
+    monkeypatch.setenv("RTBENCH_PRECOMPILE", "0")  # no pre-compile process: the measuring worker compiles
+    run = rtbench.run(model="entry_models:tiny_cnn", runtimes=["torch-compile"], sizes=[32], batches=[1],
+                      device="cpu", policy=FAST, out=tmp_path, report=False)
+    (cell,) = run.cells
+    assert cell.status == "ok" and cell.info["compile_cache"] == "miss" and "precompiled" not in cell.setup
+    monkeypatch.setenv("RTBENCH_PRECOMPILE", "1")
+    sweep = run.sweep
+    later = Precompiler(sweep, tmp_path, 60.0, sweep.cells())
+    try:
+        assert not later.queue and not later.threads  # the index lists it: nothing to compile ahead
+    finally:
+        later.close()
+    fresh = Precompiler(sweep, tmp_path / "elsewhere", 60.0, [])
+    assert not fresh.seen and not fresh.threads

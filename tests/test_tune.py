@@ -84,9 +84,17 @@ def test_a_runtime_over_the_latency_budget_at_the_screen_is_still_refined_at_the
     best[default] = Trial("batch", default, 256, "ok", ms=3.0)
     assert refine_plan(later, best, screened, Goal(), 1024) == [
         (a, b) for a in later[:2] for b in (256, 512, 128)]
-    # nothing refines a runtime that never ran (failed, parity mismatch)
-    screened[default] = Trial("screen", default, 1, "mismatch", ms=1.0)
+    # its stand-in has the leader's precision and settings, not its own fastest launch-bound precision
     del best[default]
+    tf32 = _compile("default", "tf32")
+    later.append(_compile("max-autotune", "tf32"))
+    screened[tf32] = Trial("screen", tf32, 1, "ok", ms=1.05)
+    assert refine_plan(later, best, screened, goal, 1024)[0] == (_compile("max-autotune"), 40)
+    del best[graph]
+    assert refine_plan(later, best, screened, goal, 1024)[0] == (_compile("max-autotune", "tf32"), 1)  # no leader
+    best[graph] = Trial("batch", graph, 40, "ok", ms=0.99)
+    # nothing refines a runtime that never ran (failed, parity mismatch)
+    screened[default] = screened[tf32] = Trial("screen", default, 1, "mismatch", ms=1.0)
     assert refine_plan(later, best, screened, goal, 1024) == []
 
 
@@ -105,6 +113,14 @@ def test_an_arm_whose_speed_depends_on_its_process_is_told_apart_from_one_that_h
     first = SimpleNamespace(id="race-1", cells=[cell("a", noisy[0]), cell("b", noisy[0])])
     moved, held = other_process(cell("a", noisy[1]), first), other_process(cell("b", noisy[2]), first)
     assert moved["race"] == "race-1" and not moved["holds"] and abs(moved["ms"] - 17.8) < 0.1
+    assert abs(moved["difference"] - (25.9 / 17.8 - 1)) < 0.01 and moved["span_ms"][0] < 17.8 < 25.9 < moved["span_ms"][1]
+    from rtbench.report.tune import other_process_text
+
+    text = other_process_text(moved, batch=1024)
+    assert "+45.5%" in text and f"{moved['span_ms'][0]:.3f}–{moved['span_ms'][1]:.3f} ms" in text, text
+    assert f"{1024e3 / moved['span_ms'][1]:,.0f}–{1024e3 / moved['span_ms'][0]:,.0f} images/s" in text, text
+    assert other_process_text(moved, short=True).endswith("DIFFERS +45.5%")
+    assert other_process_text(held, short=True).endswith("holds") and "agree" in other_process_text(held)
     assert held["holds"] and held["ms_low"] <= held["ms"] <= held["ms_high"]
     assert other_process(cell("c", noisy[0]), first) is None and other_process(cell("a", noisy[0]), None) is None
 

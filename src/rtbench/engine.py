@@ -300,6 +300,8 @@ class Engine:
         out = group.prepare(cell)
         if ahead:
             out.parts.setdefault("setup", {}).update(ahead)
+        if out.status is Status.MEASURING and self.precompiler is not None:
+            self.precompiler.compiled(cell)  # compiled by its measuring worker: a later run does not compile it ahead
         if out.status is Status.OOM:
             oom_at[cell.size] = min(cell.batch, oom_at.get(cell.size, cell.batch))
         return out

@@ -101,7 +101,9 @@ def other_process(c, earlier: Run | None) -> dict | None:
         return None
     (m2, lo2, hi2), (m1, lo1, hi1) = mine, theirs
     holds = abs(m2 - m1) <= stats.allowed_difference((lo1, hi1), (lo2, hi2))
-    return {"race": earlier.id, "ms": m1, "ms_low": lo1, "ms_high": hi1, "holds": bool(holds)}
+    # how far apart, and where a re-run may land: both processes' intervals together
+    return {"race": earlier.id, "ms": m1, "ms_low": lo1, "ms_high": hi1, "holds": bool(holds),
+            "difference": m2 / m1 - 1, "span_ms": [min(lo1, lo2), max(hi1, hi2)]}
 
 
 def verdict(run: Run, goal: Goal, trail: list[Trial], earlier: Run | None = None) -> dict:

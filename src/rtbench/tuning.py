@@ -18,9 +18,10 @@ The search, within a time budget (each step checks the clock):
    none under KEEP of the leader's throughput) get a batch search.
 4. **Refine.** The held-back settings of each runtime's best arm, at its best batch and the batches next to it.
    A runtime none of whose arms reached step 3 (under KEEP, or over the latency budget at the screen) is refined
-   too, from its fastest screened arm, at the leader's batch: its held-back modes (CUDA graphs, autotuned
-   kernels) remove the very launch overhead that held it back. On an H200 with a 1 ms budget, torch.compile's
-   default mode took 1.1 ms at batch 1, and its CUDA-graph modes were never tried.
+   too, at the leader's batch, from its screened arm with the leader's precision and settings (``stand_in``):
+   its held-back modes (CUDA graphs, autotuned kernels) remove the very launch overhead that held it back. On an
+   H200 with a 1 ms budget, torch.compile's default mode took 1.1 ms at batch 1, and its CUDA-graph modes were
+   never tried.
 5. **Race.** The leaders (at most RACE_ARMS) and eager torch fp32 are measured in interleaved rounds (the
    engine and rtbench.rounds: one timing loop); arms significantly slower than the leader (paired CI on
    images/s) are dropped, and the rest of the budget goes to the others in a second race.
@@ -342,11 +343,26 @@ def refine_plan(later: list[Arm], best: dict[Arm, Trial], screened: dict[Arm, Tr
     batch and the ones next to it; a runtime with no arm there, at the leader's batch (module docstring)."""
     parents = {a: best[a].batch for a in tops(best)}
     lead = max(best.values(), key=lambda t: t.images_s, default=None)
-    for arm in tops({a: t for a, t in screened.items() if t.ok}):
+    ran = {a: t for a, t in screened.items() if t.ok}
+    for arm in tops(ran):
         if all(p.family != arm.family for p in parents):
+            arm = stand_in([a for a in ran if a.family == arm.family], lead.arm if lead else None, ran)
             parents[arm] = lead.batch if lead is not None else screened[arm].batch
     return [(a, b) for p, batch in parents.items() for a in refinements(later, [p])
             for b in neighbours(batch, goal, max_batch)]
+
+
+def stand_in(own: list[Arm], lead: Arm | None, screened: dict[Arm, Trial]) -> Arm:
+    """The arm a runtime that never reached step 3 is refined from: the one with the leader's precision and most of
+    its settings, else its fastest. Its screen was launch-bound, so its own order of precisions says nothing of
+    their compute: on an H200 at batch 1 torch.compile's tf32 arm came out fastest and the 1 ms tune refined tf32
+    (max-autotune timed out, reduce-overhead gained nothing), while fp16 leads at every batch that computes."""
+    def likeness(a: Arm) -> tuple:
+        if lead is None:
+            return 0, 0, screened[a].images_s
+        shared = sum(_kept(lead).get(k) == v for k, v in _kept(a).items())
+        return a.precision == lead.precision, shared, screened[a].images_s
+    return max(own, key=likeness)
 
 
 def race_plan(best: dict[Arm, Trial]) -> list[tuple[Arm, int]]:

@@ -25,17 +25,25 @@ def _ratio(r: dict | None) -> str:
     return f"x{r['speedup']:.3f} (95% CI {r['speedup_low']:.3f}–{r['speedup_high']:.3f}, {r['speedup_method']})"
 
 
-def other_process_text(o: dict | None, short: bool = False) -> str:
-    """An arm's estimate in the other race's processes, and whether it agrees with the last race's."""
+def other_process_text(o: dict | None, short: bool = False, batch: int | None = None) -> str:
+    """An arm's estimate in the other race's processes, and whether it agrees with the last race's; when it does
+    not, by how much and where a re-run may land (both intervals together; in images/s too, given the batch)."""
     if not o:
         return "–" if short else "not measured (one race only)"
     fig = f"{o['ms']:.3f} ms ({o['ms_low']:.3f}–{o['ms_high']:.3f})"
+    apart = f"{100 * o['difference']:+.1f}%" if "difference" in o else ""
     if short:
-        return f"{fig}, {'holds' if o['holds'] else 'DIFFERS'}"
+        return f"{fig}, {'holds' if o['holds'] else f'DIFFERS {apart}'.strip()}"
     if o["holds"]:
         return f"{fig} per batch: the two processes agree within their intervals"
-    return (f"{fig} per batch: **the two processes disagree beyond their intervals**, so this configuration's "
-            "speed depends on the process (e.g. kernels chosen when it starts) and a re-run may land at either")
+    text = (f"{fig} per batch: **the two processes disagree beyond their intervals**"
+            + (f" (this race {apart} against it)" if apart else "")
+            + ", so this configuration's speed depends on the process (e.g. kernels chosen when it starts)")
+    if "span_ms" not in o:
+        return text + " and a re-run may land at either"
+    lo, hi = o["span_ms"]
+    per_s = f" ({_f(batch * 1e3 / hi)}–{_f(batch * 1e3 / lo)} images/s)" if batch else ""
+    return text + f"; a re-run may land anywhere in {lo:.3f}–{hi:.3f} ms per batch{per_s}"
 
 
 def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -94,7 +102,7 @@ def answer(res) -> list[Block]:
         items.append(f"**Against the runner-up** `{res.runner_up['runtime']}` {res.runner_up['precision']} "
                      f"b{res.runner_up['batch']} ({_f(res.runner_up['images_s'])} images/s): images/s "
                      + _ratio(res.vs_runner_up))
-    items.append(f"**In another process** (the first race, its own workers): {other_process_text(w.get('other_process'))}")
+    items.append(f"**In another process** (the first race, its own workers): {other_process_text(w.get('other_process'), batch=w['batch'])}")
     items.append("**Tie group** (not significantly slower than the winner, paired): "
                  + (", ".join(res.ties) if res.ties else "none: the winner is ahead of every other arm"))
     if res.vs_eager:
