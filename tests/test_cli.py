@@ -87,3 +87,16 @@ def test_peak_measures_each_precision_with_the_matrix_size_it_used(cli):
     r = cli("peak", "--device", "cpu", "--precision", "fp8")
     assert r.returncode == 2 and r.stderr.strip() == \
         "rtbench: error: unknown precision 'fp8': use one of fp32, tf32, fp16, bf16", r.stderr
+
+
+def test_the_workers_fork_server_does_not_hold_the_callers_output():
+    """A caller reading rtbench's output to the end (a pipe) must not wait for the fork server's imports."""
+    import os
+    from multiprocessing import forkserver
+
+    from rtbench.child import start_fork_server, wait_for_fork_server
+
+    start_fork_server()
+    wait_for_fork_server()
+    pid = forkserver._forkserver._forkserver_pid
+    assert [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in (1, 2)] == [os.devnull] * 2

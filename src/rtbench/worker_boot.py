@@ -5,9 +5,18 @@ milliseconds. Workers measure cells and need nothing from the user's main script
 re-run it (which multiprocessing would otherwise do): ``rtbench.run()`` then works from any script,
 with or without an ``if __name__ == "__main__":`` guard.
 """
+import os
 from multiprocessing import spawn
 
-import rtbench.worker  # noqa: F401  (the preload)
+# The server must not hold its starter's stdout and stderr: a caller that reads them to the end (a pipe, `rtbench
+# run ... | tee`, subprocess.run(capture_output=True)) would wait for the server's imports, seconds after a run
+# stopped on bad input. Workers write to log files of their own (rtbench.worker.serve).
+_null = os.open(os.devnull, os.O_WRONLY)
+os.dup2(_null, 1)
+os.dup2(_null, 2)
+os.close(_null)
+
+import rtbench.worker  # noqa: E402,F401  (the preload)
 
 _prepare = spawn.prepare
 
