@@ -258,3 +258,35 @@ def test_tune_bad_input_is_one_line(cli, tmp_path):
         rtbench.tune(batch=8, latency_budget_ms=1, device="cpu", out=tmp_path)
     p = cli("tune", "--device", "cpu", "--runtimes", "torch[compile_mode=default]")
     assert p.returncode == 2 and "has no setting" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_a_tied_arm_with_a_fraction_of_the_winners_set_up_is_named_beside_it():
+    """Seen on an H200: max-autotune won by 0.3% (a tie, paired) after 116 s of compile; the default mode took 14 s."""
+    from types import SimpleNamespace
+
+    from rtbench.report.markdown import to_markdown
+    from rtbench.report.tune import answer
+    from rtbench.spec import Cell
+    from rtbench.status import Status
+    from rtbench.tune_run import verdict
+
+    rng = np.random.default_rng(2)
+    drift = np.exp(rng.normal(0, 0.004, 40))  # shared by the arms of each round: what pairing removes
+
+    def cell(runtime, precision, ms, noise):
+        return SimpleNamespace(cell=Cell("resnet18", runtime, precision, 224, 1024, "cuda:0", "compute"),
+                               status=Status.OK, reason=None, measured=True, setup={}, setup_s=lambda: 0.0,
+                               telemetry={}, round_ms=dict(enumerate(ms * drift * np.exp(rng.normal(0, noise, 40)))))
+
+    auto, default = _compile("max-autotune"), _compile("default")
+    cells = [cell(auto.runtime, "fp16", 12.78, 0.004), cell(default.runtime, "fp16", 12.80, 0.004),
+             cell("torch", "fp32", 97.3, 0.001)]
+    trail = [Trial("refine", auto, 1024, "ok", ms=12.4, setup_s=116.4),
+             Trial("batch", default, 1024, "ok", ms=12.5, setup_s=14.4)]
+    v = verdict(SimpleNamespace(id="race-2", cells=cells), Goal(), trail)
+    assert v["winner"]["runtime"] == auto.runtime and v["ties"] == [f"{default.runtime} fp16 b1024"], v["ties"]
+    assert v["switch"]["cheaper_tie"] == {"label": f"{default.runtime} fp16 b1024", "setup_s": 14.4}
+    res = SimpleNamespace(**v, reproduce={"command": "rtbench run", "python": "rtbench.run()"})
+    assert f"for less set-up: `{default.runtime} fp16 b1024`, 14.4 s" in to_markdown(answer(res))
+    trail[1].setup_s = 80.0  # not a fraction of the winner's: not named
+    assert "cheaper_tie" not in verdict(SimpleNamespace(id="race-2", cells=cells), Goal(), trail)["switch"]
