@@ -61,7 +61,7 @@ def test_every_request_is_stored_and_reproducible_from_the_seed(loaded):
     assert len(points) == len(df) == 2
     for p, (_i, r) in zip(points, df.iterrows()):
         st = p["stats"]
-        assert np.array_equal(p["arrival_s"], arrivals(p["offered_qps"], st["warmup_s"] + st["duration_s"], 11))
+        assert np.array_equal(p["arrival_s"], arrivals(p["offered_qps"], st["warmup_s"] + 1.5, 11, st["warmup_s"], 459))
         done = np.isfinite(p["latency_ms"])  # requests left undone when a saturated point was cut have NaN
         assert np.all(p["latency_ms"][done] >= p["queue_ms"][done]) and np.all(p["queue_ms"][done] >= 0)
         assert set(np.unique(p["batch"][done])) <= {1, 2, 3, 4} and np.all(p["batch"][~done] == 0)

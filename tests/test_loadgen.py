@@ -36,6 +36,22 @@ def test_arrivals_are_reproducible_from_their_seed_and_scale_with_the_rate():
     assert np.allclose(arrivals(600.0, 2.5, seed=3), a / 2)
 
 
+def test_a_low_rate_schedule_runs_on_until_a_p99_claim_has_its_requests():
+    """LoadGen's rule: a point lasts its duration *and* its minimum query count; the longer schedule of a seed
+    starts with the shorter one, so extending a point does not change the requests it already had."""
+    short = arrivals(100.0, 2.2, seed=0)  # ~200 requests in 2.2 s
+    assert 150 < len(short) < 260
+    long = arrivals(100.0, 2.2, seed=0, after_s=0.2, at_least=459)
+    assert int(np.sum(long >= 0.2)) == 459 and long[-1] > 2.2
+    assert np.array_equal(long[:len(short)], short)
+    # a rate high enough to meet the count within the duration is not extended
+    assert np.array_equal(arrivals(1000.0, 2.2, seed=0, after_s=0.2, at_least=459), arrivals(1000.0, 2.2, seed=0))
+    # its counted window is measured to its last arrival: the arrival rate stays the offered one
+    st = point_stats(_trace(long, np.full(len(long), 0.001)), 100.0, 2.0, 0.2, 5.0, 1.0)
+    assert st["n"] == 459 and st["valid"], st["validity"]
+    assert st["duration_s"] == pytest.approx(long[-1] - 0.2) and st["arrived_qps"] == pytest.approx(100, rel=0.15)
+
+
 # ---- the executor ----------------------------------------------------------------------------------------
 class FakeClock:
     """Time moves only when the runtime runs (its service time per bucket) or the executor waits."""

@@ -64,21 +64,23 @@ class Batching:
         return {"max_batch": self.max_batch, "max_delay_ms": self.max_delay_ms}
 
 
-def arrivals(rate: float, duration_s: float, seed: int) -> np.ndarray:
-    """Seconds from time zero of a Poisson process of ``rate`` per second over ``duration_s``, from ``seed``.
+def arrivals(rate: float, duration_s: float, seed: int, after_s: float = 0.0, at_least: int = 0) -> np.ndarray:
+    """Seconds from time zero of a Poisson process of ``rate`` per second over ``duration_s``, from ``seed``, and
+    on past ``duration_s`` until at least ``at_least`` arrivals fall at or after ``after_s`` (LoadGen's rule: a
+    point lasts its minimum duration *and* its minimum query count).
 
     The gaps are unit exponentials drawn from the seed, divided by the rate: the schedule of one seed at another
     rate is the same sequence scaled, so points at several rates (and every runtime at one rate) see the same
-    pattern of bursts and lulls.
+    pattern of bursts and lulls; a longer schedule of one seed starts with the shorter one.
     """
     rng = np.random.default_rng(seed)
-    target = rate * duration_s
-    parts, total = [], 0.0
-    while total <= target:
+    target, start = rate * duration_s, rate * after_s
+    parts, t = [], np.zeros(0)
+    while not len(t) or t[-1] <= target or int(np.sum(t >= start)) < at_least:
         parts.append(rng.standard_exponential(CHUNK))
-        total += float(parts[-1].sum())
-    t = np.cumsum(np.concatenate(parts))
-    return t[t < target] / rate
+        t = np.cumsum(np.concatenate(parts))
+    n = max(int(np.searchsorted(t, target)), int(np.searchsorted(t, start)) + at_least)
+    return t[:n] / rate
 
 
 @dataclass
@@ -162,6 +164,7 @@ class Point:
     seed: int
     batching: Batching
     drain_s: float
+    min_requests: int = 0  # after the warm-up; the point runs on past its duration until they have arrived
 
 
 def serve_point(sessions: dict, point: Point) -> Trace:
@@ -178,7 +181,7 @@ def serve_point(sessions: dict, point: Point) -> Trace:
         if sync is not None:
             sync()
 
-    schedule = arrivals(point.rate, point.warmup_s + point.duration_s, point.seed)
+    schedule = arrivals(point.rate, point.warmup_s + point.duration_s, point.seed, point.warmup_s, point.min_requests)
     gc.collect()
     gc.disable()
     try:

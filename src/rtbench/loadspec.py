@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from rtbench.errors import UserError
 from rtbench.loadgen import Batching, Point
+from rtbench.loadstats import min_queries
 from rtbench.spec import parse_list
 
 DEFAULT_DURATION_S = 3.0
@@ -40,7 +41,8 @@ class LoadSpec:
         return WARMUP_SHARE * self.duration_s
 
     def point(self, rate: float, batching: Batching) -> Point:
-        return Point(rate, self.duration_s, self.warmup_s, self.seed, batching, drain_s=max(1.0, self.duration_s))
+        return Point(rate, self.duration_s, self.warmup_s, self.seed, batching, drain_s=max(1.0, self.duration_s),
+                     min_requests=min_queries())
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -67,7 +67,8 @@ def method(run, spec: LoadSpec) -> list[str]:
         "generator (no message passes between a request and its batch).",
         f"Arrivals: a Poisson process from seed {spec.seed} (the same pattern, scaled, at every rate and for every "
         f"runtime); offered rates: {rates}. Each point serves {spec.warmup_s:g} s of warm-up, then "
-        f"{spec.duration_s:g} s whose requests are counted.",
+        f"{spec.duration_s:g} s whose requests are counted, longer at a low rate until {min_queries()} have "
+        "arrived (LoadGen's rule: a point lasts its minimum duration and its minimum query count).",
         "Open loop: requests arrive at their scheduled time whether or not the runtime keeps up; latency = completion "
         "− scheduled arrival (no coordinated omission), split into queueing (until its batch is dispatched) and "
         "compute (until the batch's outputs are ready; on a GPU the stream is synchronised).",
