@@ -76,10 +76,10 @@ def arrivals(rate: float, duration_s: float, seed: int, after_s: float = 0.0, at
     rng = np.random.default_rng(seed)
     target, start = rate * duration_s, rate * after_s
     parts, t = [], np.zeros(0)
-    while not len(t) or t[-1] <= target or int(np.sum(t >= start)) < at_least:
+    # n: the arrivals before the duration's end, or up to the at_least-th at or after after_s, whichever is later
+    while (n := max(int(np.searchsorted(t, target)), int(np.searchsorted(t, start)) + at_least)) >= len(t):
         parts.append(rng.standard_exponential(CHUNK))
         t = np.cumsum(np.concatenate(parts))
-    n = max(int(np.searchsorted(t, target)), int(np.searchsorted(t, start)) + at_least)
     return t[:n] / rate
 
 
