@@ -35,6 +35,28 @@ def test_torch_compile_is_a_default_runtime_on_cuda_only():
     assert "torch-compile" not in base.default_runtimes("cpu") and "torch" in base.default_runtimes("cpu")
 
 
+def test_the_tune_tries_freezing_torch_compile_on_a_gpu_only():
+    from rtbench.runtimes import base
+
+    gpu, cpu = base.get("torch-compile").search_space("cuda:0"), base.get("torch-compile").search_space("cpu")
+    assert gpu["freezing"] == ("on", "off") and gpu["compile_mode"] == ("default", "max-autotune", "reduce-overhead")
+    assert "freezing" not in cpu and cpu["compile_mode"] == ("default",)
+    assert "freezing" not in base.get("torch").search_space("cuda:0")  # eager torch has no such setting
+
+
+@pytest.mark.slow
+def test_a_frozen_compile_folds_the_weights_in_and_still_matches_eager(tmp_path):
+    """freezing=on: inductor compiles the weights in as constants; the cell records it and passes parity."""
+    run = rtbench.run(model="entry_models:tiny_cnn", runtimes=["torch-compile[freezing=on]", "torch"], sizes=[32],
+                      batches=[2], device="cpu", policy=FAST, out=tmp_path, report=False)
+    by = {c.cell.runtime: c for c in run.cells}
+    c = by["torch-compile[freezing=on]"]
+    assert c.status == "ok", c.reason
+    assert c.info["freezing"] is True and c.info["compile_mode"] == "default"
+    assert c.parity["verdict"] == "ok" and c.parity["top1_agree"] == 1.0
+    assert by["torch"].status == "ok" and "freezing" not in by["torch"].info
+
+
 def test_parity_reference_leaves_the_cudnn_autotuner_as_it_was():
     from rtbench.models import resolve
 

@@ -51,7 +51,7 @@ def test_second_run_does_not_compile_again(two_runs):
     assert compile_text(second).startswith("torch-compile 1/1 from cache, 0 compiled")
 
 
-def test_a_compiling_runtime_on_a_gpu_prepares_its_sizes_in_several_workers(monkeypatch):
+def test_a_runtime_group_on_a_gpu_prepares_its_sizes_in_several_workers(monkeypatch):
     import dataclasses
 
     from rtbench import engine
@@ -60,7 +60,7 @@ def test_a_compiling_runtime_on_a_gpu_prepares_its_sizes_in_several_workers(monk
     gpu = Sweep(model="resnet18", runtimes=("torch", "torch-compile"), sizes=(224, 256, 384, 512), batches=(1, 4),
                 device="cuda:0")
     monkeypatch.setattr(engine.os, "cpu_count", lambda: 16)
-    assert [engine.shard_count(gpu, rt, True) for rt in gpu.runtimes] == [1, engine.SHARDS]
+    assert [engine.shard_count(gpu, rt, True) for rt in gpu.runtimes] == [engine.SHARDS, engine.SHARDS]
     assert engine.shard_count(gpu, "torch-compile", False) == 1  # a zoo's lane: the other cores are its neighbours'
     assert engine.shard_count(dataclasses.replace(gpu, device="cpu"), "torch-compile", True) == 1  # cores measure
     assert engine.shard_count(dataclasses.replace(gpu, sizes=(224, 256)), "torch-compile", True) == 2  # one per size

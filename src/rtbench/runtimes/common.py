@@ -106,6 +106,14 @@ def onnx_export(model, workdir: Path, precision: str = "fp32", sizes: tuple[int,
     fp16). ``sizes`` (the sweep's) are candidate trace sizes for a model that rejects 224x224 inputs.
     Returns the path and setup seconds (zero when the cache was hit).
     """
+    from filelock import FileLock
+
+    # the workers of one group (one per size on a GPU) and concurrent runs export it once: the others wait for it
+    with FileLock(cache_dir(workdir) / ".onnx-export.lock"):
+        return _onnx_export(model, workdir, precision, sizes)
+
+
+def _onnx_export(model, workdir: Path, precision: str, sizes: tuple[int, ...]) -> tuple[Path, dict]:
     setup: dict = {}
     if getattr(model, "onnx_path", None) is not None:
         from rtbench.onnx_file import file_key, nchw_path

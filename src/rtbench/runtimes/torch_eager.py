@@ -115,7 +115,9 @@ class TorchCudaGraph(TorchEager):
 class TorchCompile(TorchEager):
     """``torch-compile``: torch.compile per shape (compile time is setup); a fallback to eager is a failure.
 
-    Mode ``default`` unless the sweep asks for another (--compile-mode). On the H200, ResNet18 fp16 224 px
+    Mode ``default`` unless the sweep asks for another (--compile-mode); ``freezing=on`` (off unless asked: it costs
+    compile time, and ``rtbench run`` measures torch.compile as it is called by default) folds batch norms into the
+    convolutions (inductor's weights-as-constants pass, inference only). On the H200, ResNet18 fp16 224 px
     batch 16 compiled in 4.1 s and ran in 0.99 ms with it, against 90 s and 1.14 ms with
     max-autotune-no-cudagraphs (benchmarks/results/h200-2026-11-28/compile-modes.md).
     """
@@ -123,7 +125,8 @@ class TorchCompile(TorchEager):
     name = "torch-compile"
     compiles = True
     MODES = ("default", "max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs")
-    settings = {**TorchEager.settings, "compile_mode": MODES}
+    # freezing: inductor treats the weights as constants (inference only): batch norms fold into the convolutions
+    settings = {**TorchEager.settings, "compile_mode": MODES, "freezing": ("on", "off")}
 
     @classmethod
     def is_default(cls, device: str) -> bool:
@@ -132,9 +135,13 @@ class TorchCompile(TorchEager):
 
     @classmethod
     def search_space(cls, device: str) -> dict:
-        # max-autotune takes minutes per shape on a CPU; reduce-overhead is CUDA graphs
-        modes = cls.MODES[:3] if device.startswith("cuda") else cls.MODES[:1]
-        return {**super().search_space(device), "compile_mode": modes}
+        # max-autotune takes minutes per shape on a CPU; reduce-overhead is CUDA graphs. Freezing is tried on a GPU,
+        # where it costs seconds: on the H200, ResNet18 fp16 channels_last in the default mode ran 7.5% faster with
+        # it at batch 1024 (11.18 ms against 12.01, benchmarks/results/h200-2026-12-02/freezing.md); on a 2-core
+        # CPU it doubled the compile of a small CNN (28 s against 14)
+        if not device.startswith("cuda"):
+            return {**super().search_space(device), "compile_mode": cls.MODES[:1]}
+        return {**super().search_space(device), "compile_mode": cls.MODES[:3], "freezing": ("on", "off")}
 
     def wrap(self, module):
         import torch
@@ -144,6 +151,7 @@ class TorchCompile(TorchEager):
             from rtbench.runtimes.base import Unsupported
 
             raise Unsupported(f"unknown torch.compile mode {self.mode!r}: use one of {', '.join(self.MODES)}")
+        self.freezing = self.sweep.option("freezing", "off") == "on"
         return torch.compile(module, mode=self.mode, dynamic=False, fullgraph=True)
 
     def prepare(self, cell, x) -> Session:
@@ -167,10 +175,12 @@ class TorchCompile(TorchEager):
     def apply_settings(self) -> dict:
         """Also set dynamo's process-wide configuration (compilation happens at the first call)."""
         import torch
+        import torch._inductor.config as inductor
 
         torch._dynamo.config.suppress_errors = False  # never fall back to eager silently
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        return super().apply_settings()
+        inductor.freezing = self.freezing  # part of inductor's cache key
+        return {**super().apply_settings(), "freezing": self.freezing}
 
     def describe(self) -> dict:
-        return {**super().describe(), "compile_mode": self.mode}
+        return {**super().describe(), "compile_mode": self.mode, "freezing": self.freezing}
