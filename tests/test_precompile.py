@@ -51,7 +51,7 @@ def test_second_run_does_not_compile_again(two_runs):
     assert compile_text(second).startswith("torch-compile 1/1 from cache, 0 compiled")
 
 
-def test_a_runtime_group_on_a_gpu_prepares_its_sizes_in_several_workers(monkeypatch):
+def test_a_compiling_runtime_on_a_gpu_prepares_its_sizes_in_several_workers(monkeypatch):
     import dataclasses
 
     from rtbench import engine
@@ -60,7 +60,7 @@ def test_a_runtime_group_on_a_gpu_prepares_its_sizes_in_several_workers(monkeypa
     gpu = Sweep(model="resnet18", runtimes=("torch", "torch-compile"), sizes=(224, 256, 384, 512), batches=(1, 4),
                 device="cuda:0")
     monkeypatch.setattr(engine.os, "cpu_count", lambda: 16)
-    assert [engine.shard_count(gpu, rt, True) for rt in gpu.runtimes] == [engine.SHARDS, engine.SHARDS]
+    assert [engine.shard_count(gpu, rt, True) for rt in gpu.runtimes] == [1, engine.SHARDS]
     assert engine.shard_count(gpu, "torch-compile", False) == 1  # a zoo's lane: the other cores are its neighbours'
     assert engine.shard_count(dataclasses.replace(gpu, device="cpu"), "torch-compile", True) == 1  # cores measure
     assert engine.shard_count(dataclasses.replace(gpu, sizes=(224, 256)), "torch-compile", True) == 2  # one per size
@@ -86,6 +86,10 @@ def test_a_group_spread_over_workers_measures_each_cell_in_the_worker_that_prepa
     assert len(set.union(*pids["onnxruntime"].values())) == 1  # one worker for an unsplit group
     first = [c for c in run.cells if c.cell.runtime == "torch" and c.cell.batch == 1]
     assert all(c.info["worker_setup_s"] > 0 and "worker_start_s" in c.info for c in first)
+    for c in first:  # where a worker's set-up went: its steps, which add up to no more than the whole
+        parts = c.info["worker_setup_parts"]
+        assert set(parts) == {"availability_s", "model_s", "runtime_s"} and all(v >= 0 for v in parts.values())
+        assert 0 < sum(parts.values()) <= c.info["worker_setup_s"]
 
 
 def test_a_shape_its_measuring_worker_compiled_is_not_compiled_ahead_by_the_next_run(tmp_path, monkeypatch):

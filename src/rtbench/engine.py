@@ -33,7 +33,7 @@ from rtbench.worker import Outcome, Worker, WorkerLost, is_oom, one_line  # noqa
 
 LAUNCH_BOUND = 0.85  # median launch time over median GPU time above which the GPU waited for the host
 ROUNDS_SHARE = 0.5  # the rounds get at least this share of the budget, even when set-up took the rest
-SHARDS = 4  # on a GPU, a runtime group prepares its sizes in up to this many workers at once
+SHARDS = 4  # on a GPU, a runtime that compiles per shape prepares its sizes in up to this many workers at once
 
 
 HARNESS = {"seconds": 0.2, "min_calls": 20_000, "warmup_s": 0.02}  # one block of null calls
@@ -63,13 +63,16 @@ def parity_status(par: dict) -> tuple[Status, str | None]:
 
 
 def shard_count(sweep: Sweep, runtime: str, spare_cores: bool) -> int:
-    """How many workers prepare (and then measure) a runtime group's cells: one, except on a GPU when this host's
-    cores are the run's own (``spare_cores``): one per size, up to SHARDS and a third of the cores beyond two. A cell's
-    set-up (a compile or loading one from the cache, cuDNN's autotuning at the first call, parity, warm-up) is mostly
-    CPU work: in one worker each, the 16 torch.compile cells of the H200 seed grid took 24 s of a warm run, and the
-    16 eager torch cells 23 s, one after another, while the GPU waited. The rounds time one block at a time whichever
-    worker holds the cell."""
-    if not (spare_cores and sweep.device.startswith("cuda")):
+    """How many workers prepare (and then measure) a runtime group's cells: one, except on a GPU for a runtime that
+    compiles per shape, when this host's cores are the run's own (``spare_cores``): one per size, up to SHARDS and
+    a third of the cores beyond two. Its set-up per cell (a compile, or loading one from the cache, tracing, parity)
+    is CPU work; in one worker the 16 torch.compile cells of the H200 seed grid took 24 s of a warm run, one after
+    another, while the GPU waited. The rounds time one block at a time whichever worker holds the cell.
+
+    Only compiling runtimes: with eager torch and ONNX Runtime spread the same way (12 workers on the H200's 16
+    cores) each worker took 16-26 s to set up instead of 9-12, the warm seed grid was ready no sooner (44 s) and a
+    cold run took 145 s against 127 (benchmarks/results/h200-2026-12-02/NOTES.md)."""
+    if not (spare_cores and sweep.device.startswith("cuda") and base.get(runtime).compiles):
         return 1
     return max(1, min(SHARDS, len(sweep.sizes), ((os.cpu_count() or 1) - 2) // 3))
 
@@ -138,6 +141,7 @@ class Group:
             if fresh:  # process start + imports, then the group's set-up: not part of any timing, kept for the record
                 info["worker_start_s"] = self.asked.start_s
                 info["worker_setup_s"] = self.asked.setup_s
+                info["worker_setup_parts"] = getattr(self.asked, "setup_parts", {})
             if placement := getattr(self.asked, "placement", None):  # its host and GPU
                 info["placement"] = placement
         return out

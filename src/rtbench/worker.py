@@ -87,7 +87,7 @@ def start_group(job: dict) -> tuple[GroupMeasurer, dict, Outcome | None]:
     m = GroupMeasurer(sweep, job["runtime"], job["precision"], Path(job["workdir"]),
                       Path(job["refs_dir"]) if job.get("refs_dir") else None)
     group = m.setup()
-    info = {"pid": os.getpid(), "setup_s": time.perf_counter() - t0,
+    info = {"pid": os.getpid(), "setup_s": time.perf_counter() - t0, "setup_parts": m.setup_parts,
             "placement": placement(sweep.device) if group is None else {}}
     return m, info, group
 
@@ -172,6 +172,7 @@ class Worker:
             self.close()
             raise
         self.pid, self.setup_s = info["pid"], info["setup_s"]  # setup_s: model and runtime set-up in the worker
+        self.setup_parts = info.get("setup_parts") or {}  # its steps (GroupMeasurer.setup)
         self.placement = info.get("placement") or {}  # its host and GPU (or CPUs), recorded with each cell
         self.start_s = max(0.0, time.perf_counter() - t0 - self.setup_s)  # process start + imports
 

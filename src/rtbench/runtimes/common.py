@@ -108,7 +108,8 @@ def onnx_export(model, workdir: Path, precision: str = "fp32", sizes: tuple[int,
     """
     from filelock import FileLock
 
-    # the workers of one group (one per size on a GPU) and concurrent runs export it once: the others wait for it
+    # the tune prepares its ONNX Runtime arms in parallel workers, and runs may share an --out: one exports, the
+    # others wait for the file
     with FileLock(cache_dir(workdir) / ".onnx-export.lock"):
         return _onnx_export(model, workdir, precision, sizes)
 

@@ -137,7 +137,7 @@ class TorchCompile(TorchEager):
     def search_space(cls, device: str) -> dict:
         # max-autotune takes minutes per shape on a CPU; reduce-overhead is CUDA graphs. Freezing is tried on a GPU,
         # where it costs seconds: on the H200, ResNet18 fp16 channels_last in the default mode ran 7.5% faster with
-        # it at batch 1024 (11.18 ms against 12.01, benchmarks/results/h200-2026-12-02/freezing.md); on a 2-core
+        # it at batch 1024 (11.18 ms against 12.01, benchmarks/results/h200-2026-12-02/freezing-report.md); on a 2-core
         # CPU it doubled the compile of a small CNN (28 s against 14)
         if not device.startswith("cuda"):
             return {**super().search_space(device), "compile_mode": cls.MODES[:1]}
