@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_run_report_and_list(cli, tmp_path):
-    r = cli("run", "--runtimes", "torch,onnxruntime", "--sizes", "32,64", "--batches", "1,2", "--budget", "20",
+    r = cli("run", "--runtimes", "torch,onnxruntime", "--sizes", "32,64", "--batches", "1,2", "--budget", "10",
             "--rounds", "3", "--device", "cpu", "--out", "res")
     assert r.returncode == 0, r.stderr
     m = re.search(r"run id (\d{8}-\d{6}-[0-9a-f]{4})", r.stderr)
@@ -27,8 +27,8 @@ def test_run_report_and_list(cli, tmp_path):
     stored = store.run(run_id)
     assert stored["status"] == "complete"
     p = stored["sweep"]["policy"]
-    assert (p["budget_s"], p["rounds"], stored["sweep"]["device"]) == (20.0, 3, "cpu")
-    assert stored["schedule"]["budget_s"] == 20.0
+    assert (p["budget_s"], p["rounds"], stored["sweep"]["device"]) == (10.0, 3, "cpu")
+    assert stored["schedule"]["budget_s"] == 10.0
     cells = store.cells(run_id)
     store.close()
     assert sorted((c["runtime"], c["size"], c["batch"]) for c in cells) == sorted(

@@ -80,7 +80,7 @@ def test_sigkill_of_the_process_tree_then_resume_measures_every_cell_once(tmp_pa
     assert status == "running"  # it never got to say otherwise
 
     r = subprocess.run([sys.executable, "-m", "rtbench", "run", "--resume", run_id, "--out", str(out),
-                        "--budget", "20"], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=ENV)
+                        "--budget", "10"], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     after = query(db, cells)
     keys = [row[1:5] for row in after]
