@@ -141,7 +141,7 @@ class Group:
             if fresh:  # process start + imports, then the group's set-up: not part of any timing, kept for the record
                 info["worker_start_s"] = self.asked.start_s
                 info["worker_setup_s"] = self.asked.setup_s
-                info["worker_setup_parts"] = getattr(self.asked, "setup_parts", {})
+                info["worker_setup_parts"] = self.asked.setup_parts
             if placement := getattr(self.asked, "placement", None):  # its host and GPU
                 info["placement"] = placement
         return out

@@ -163,7 +163,7 @@ class RayWorker:
         t0 = time.perf_counter()
         self.actor = _actor_class().options(**options).remote(job)
         info, self.group_outcome = self._get(self.actor.ready.remote(), timeout, "runtime setup")
-        self.pid, self.setup_s, self.setup_parts = info["pid"], info["setup_s"], info.get("setup_parts") or {}
+        self.pid, self.setup_s, self.setup_parts = info["pid"], info["setup_s"], info["setup_parts"]
         self.placement = {**(info.get("placement") or {}), "ray_node": lane.node}
         self.start_s = max(0.0, time.perf_counter() - t0 - self.setup_s)  # scheduling, process start, imports
 

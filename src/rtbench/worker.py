@@ -172,7 +172,7 @@ class Worker:
             self.close()
             raise
         self.pid, self.setup_s = info["pid"], info["setup_s"]  # setup_s: model and runtime set-up in the worker
-        self.setup_parts = info.get("setup_parts") or {}  # its steps (GroupMeasurer.setup)
+        self.setup_parts = info["setup_parts"]  # its steps (GroupMeasurer.setup)
         self.placement = info.get("placement") or {}  # its host and GPU (or CPUs), recorded with each cell
         self.start_s = max(0.0, time.perf_counter() - t0 - self.setup_s)  # process start + imports
 

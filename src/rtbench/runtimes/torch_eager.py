@@ -125,7 +125,6 @@ class TorchCompile(TorchEager):
     name = "torch-compile"
     compiles = True
     MODES = ("default", "max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs")
-    # freezing: inductor treats the weights as constants (inference only): batch norms fold into the convolutions
     settings = {**TorchEager.settings, "compile_mode": MODES, "freezing": ("on", "off")}
 
     @classmethod
@@ -180,7 +179,7 @@ class TorchCompile(TorchEager):
         torch._dynamo.config.suppress_errors = False  # never fall back to eager silently
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         inductor.freezing = self.freezing  # part of inductor's cache key
-        return {**super().apply_settings(), "freezing": self.freezing}
+        return super().apply_settings()
 
     def describe(self) -> dict:
         return {**super().describe(), "compile_mode": self.mode, "freezing": self.freezing}
