@@ -146,7 +146,7 @@ def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, 
     """
     t_start = time.perf_counter()
     phases: dict[str, float] = {}  # wall-clock seconds of the run's own work, stored with the run
-    from rtbench.child import start_fork_server, wait_for_fork_server
+    from rtbench.child import keep_bytecode, start_fork_server, wait_for_fork_server
     from rtbench.spec import check_budget, check_cell_timeout
     from rtbench.store import Store, new_run_id
 
@@ -162,6 +162,7 @@ def run(model: str = DEFAULT_MODEL, runtimes=None, precision=DEFAULT_PRECISION, 
         finally:
             phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
 
+    keep_bytecode()  # before the fork server starts (and this process imports torch)
     if lane is None or lane.forks:
         start_fork_server()  # the workers' fork server imports torch and rtbench while this process checks the input
     if resume:

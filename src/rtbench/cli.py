@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rtbench import api, cli_load
+from rtbench.child import keep_bytecode
 from rtbench.errors import UserError
 from rtbench.spec import DEFAULT_CELL_TIMEOUT_S, SEED_BATCHES, SEED_SIZES
 
@@ -406,6 +407,7 @@ app.command("load")(cli_load.load)  # rtbench load (rtbench.cli_load)
 
 
 def main() -> None:
+    keep_bytecode()
     try:
         code = app(standalone_mode=False)  # returns the code of a typer.Exit raised in a command
         if isinstance(code, int) and code:
