@@ -11,7 +11,7 @@ import rtbench
 from rtbench import stats
 from policies import FAST
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 COLUMNS = ["model", "runtime", "precision", "size", "batch", "device", "boundary", "status", "reason",
            "ms", "ci_low_ms", "ci_high_ms", "median_ms", "p90_ms", "p99_ms", "std_ms", "cv", "fps",

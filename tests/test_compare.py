@@ -23,6 +23,8 @@ from rtbench.results import CellResult
 from rtbench.spec import Cell, TimingPolicy
 from rtbench.status import Status
 
+pytestmark = pytest.mark.serial  # times real work: alone on the machine (see the Makefile)
+
 TESTS = Path(__file__).resolve().parent
 V1 = TESTS / "fixtures" / "store-v1.sqlite"
 V1_RUN = "20261130-220639-6419"

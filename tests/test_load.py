@@ -15,7 +15,7 @@ from rtbench.loadtest import read_points
 from policies import FAST
 from tests.conftest import gpu
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 MODEL = "entry_models:tiny_cnn"
 BUSY_LOAD = 1.5  # 1-minute load average above which the 2-core host is shared with other work (this suite's own: ~1)
 POLICY = dataclasses.replace(FAST, rounds=3, max_rounds=3, block_s=0.05, max_block_s=0.05)  # 3 rounds of the buckets

@@ -15,6 +15,8 @@ from rtbench.runtimes import base
 from rtbench.tuning import (SCREEN_BATCH, TIMING, Arm, Goal, Search, Trial, candidates, race_plan, refine_plan,
                             refinements, search, tops)
 
+pytestmark = pytest.mark.serial  # times real work: alone on the machine (see the Makefile)
+
 
 def test_variants_carry_their_settings_and_bad_ones_are_bad_input():
     assert base.split_variant("torch-compile[compile_mode=max-autotune, channels_last=on]") == (

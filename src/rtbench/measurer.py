@@ -128,14 +128,7 @@ class GroupMeasurer:
         try:
             m = self._model()
             if m.has_module:
-                from filelock import FileLock
-
-                from rtbench.runtimes.common import cache_dir
-
-                # building it (with its BatchNorm pass) uses every core: a run's workers take turns (six side by side
-                # took 7 s each on the H200's 16 cores, one alone 0.2 s)
-                with FileLock(cache_dir(self.workdir) / ".model-build.lock"):
-                    m.module  # noqa: B018 - builds it (cached)
+                m.module  # noqa: B018 - builds it (cached)
         except Exception as e:  # noqa: BLE001 - whatever the model's code raises
             return f"model {self.sweep.model} failed to load: {one_line(e)}"
         return None
