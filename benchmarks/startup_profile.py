@@ -113,6 +113,13 @@ def py(code: str, *args: str) -> str:
     return r.stdout
 
 
+def torch_has_bytecode() -> bool:
+    import importlib.util
+
+    origin = importlib.util.find_spec("torch").origin
+    return Path(importlib.util.cache_from_source(origin)).exists()
+
+
 def contexts(n: int) -> list[float]:
     """n interpreters import torch, then all create their CUDA context at once; each one's seconds."""
     with tempfile.TemporaryDirectory() as d:
@@ -135,6 +142,8 @@ def main() -> None:
     lines = ["# Fixed costs of a GPU run", "",
              f"- **Date:** {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
              f"- **Command:** `python benchmarks/startup_profile.py --out DIR --contexts {a.contexts}`",
+             f"- **Bytecode:** PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE')!r}, torch's "
+             f"compiled beside its sources: {torch_has_bytecode()}",
              f"- **Machine:** {os.cpu_count()} cores; "
              + subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
                               capture_output=True, text=True).stdout.strip(), ""]

@@ -71,7 +71,9 @@ def shard_count(sweep: Sweep, runtime: str, spare_cores: bool) -> int:
 
     Only compiling runtimes: with eager torch and ONNX Runtime spread the same way (12 workers on the H200's 16
     cores) each worker took 16-26 s to set up instead of 9-12, the warm seed grid was ready no sooner (44 s) and a
-    cold run took 145 s against 127 (benchmarks/results/h200-2026-12-02/NOTES.md)."""
+    cold run took 145 s against 127 (benchmarks/results/h200-2026-12-02/NOTES.md). Most of that set-up was each worker
+    building the model on all 16 cores beside the others (h200-2026-12-02b/NOTES.md); models are built on one thread
+    since, and the eager groups, now the last to be ready, are yet to be tried spread again."""
     if not (spare_cores and sweep.device.startswith("cuda") and base.get(runtime).compiles):
         return 1
     return max(1, min(SHARDS, len(sweep.sizes), ((os.cpu_count() or 1) - 2) // 3))
