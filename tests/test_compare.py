@@ -23,7 +23,7 @@ from rtbench.results import CellResult
 from rtbench.spec import Cell, TimingPolicy
 from rtbench.status import Status
 
-pytestmark = pytest.mark.serial  # times real work: runs alone, before the others (see the Makefile)
+pytestmark = pytest.mark.serial  # times real work: runs alone, after the others (see the Makefile)
 
 TESTS = Path(__file__).resolve().parent
 V1 = TESTS / "fixtures" / "store-v1.sqlite"

@@ -47,12 +47,28 @@ def test_littles_law_holds_at_a_moderate_rate(loaded):
     assert sampled == pytest.approx(r["mean_in_flight"], rel=0.02)
 
 
-def test_150_percent_of_capacity_is_marked_saturated(loaded):
+def test_150_percent_of_capacity_is_marked_saturated(loaded, tmp_path):
+    """Capacity comes from three 50 ms closed loops: a host that deschedules one of them reads it low, and 150% of a
+    low capacity may not saturate. So the claim gets three attempts (the fixture's point, then two fresh load tests),
+    each attempt's figures go in the message, and a busy host skips it (as the low-rate test below)."""
     df, _out = loaded
-    r = df[df["offered_qps"] == df["offered_qps"].max()].iloc[0]
-    assert r["offered_qps"] == pytest.approx(1.5 * r["capacity_qps"])
-    assert r["saturated"] and not r["valid"] and r["validity"].startswith("saturated")
-    assert r["achieved_qps"] < 0.98 * r["arrived_qps"]
+    tries = []
+    for attempt in range(3):
+        if attempt:
+            df = rtbench.load_test(model=MODEL, runtimes="onnxruntime", size=32, max_batch="4", max_delay_ms="0.5",
+                                   qps="150%", duration=1.5, device="cpu", out=tmp_path / str(attempt), policy=POLICY,
+                                   seed=11, report=False)
+        r = df[df["offered_qps"] == df["offered_qps"].max()].iloc[0]
+        assert r["offered_qps"] == pytest.approx(1.5 * r["capacity_qps"])
+        if r["saturated"]:
+            assert not r["valid"] and r["validity"].startswith("saturated")
+            assert r["achieved_qps"] < 0.98 * r["arrived_qps"]
+            return
+        tries.append({"capacity_qps": round(r["capacity_qps"]), "arrived_qps": round(r["arrived_qps"]),
+                      "achieved_qps": round(r["achieved_qps"]), "load_average": os.getloadavg()[0]})
+    if min(t["load_average"] for t in tries) > BUSY_LOAD:
+        pytest.skip(f"host busy (load average above {BUSY_LOAD} in every attempt): {tries}")
+    pytest.fail(f"150% of the closed loop's capacity did not saturate, per attempt: {tries}")
 
 
 def test_every_request_is_stored_and_reproducible_from_the_seed(loaded):

@@ -14,7 +14,7 @@ from rtbench.loadspec import AUTO_FRACTIONS, check_fits, make_spec, parse_qps, p
 from rtbench.loadstats import (early_stopping_bound, mean_in_flight, min_queries, next_rate, percentile_interval,
                                point_stats, slow_allowed)
 
-pytestmark = pytest.mark.serial  # times real work: runs alone, before the others (see the Makefile)
+pytestmark = pytest.mark.serial  # times real work: runs alone, after the others (see the Makefile)
 
 
 # ---- the arrival schedule --------------------------------------------------------------------------------

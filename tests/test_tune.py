@@ -15,7 +15,7 @@ from rtbench.runtimes import base
 from rtbench.tuning import (SCREEN_BATCH, TIMING, Arm, Goal, Search, Trial, candidates, race_plan, refine_plan,
                             refinements, search, tops)
 
-pytestmark = pytest.mark.serial  # times real work: runs alone, before the others (see the Makefile)
+pytestmark = pytest.mark.serial  # times real work: runs alone, after the others (see the Makefile)
 
 
 def test_variants_carry_their_settings_and_bad_ones_are_bad_input():
