@@ -13,10 +13,12 @@ intervals. Writes DIR/calibration.md (date, machine, command, every figure) and 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
 import re
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -32,19 +34,42 @@ from rtbench.report.markdown import compile_text  # noqa: E402
 from rtbench.results import BASELINE, Run  # noqa: E402
 
 
-def run_once(store: Path, args: list[str], env: dict | None = None) -> tuple[str, float, str]:
+def run_once(store: Path, args: list[str], env: dict | None = None) -> tuple[str, float, str, float]:
     """One `rtbench run` in a fresh interpreter (``env`` added to the environment, its PYTHONPATH after src and
-    before the caller's); its run id, wall seconds and last output lines."""
+    before the caller's); its run id, wall seconds, last output lines and start (seconds since the epoch)."""
     env = dict(env or {})
     path = os.pathsep.join(filter(None, [str(ROOT / "src"), env.pop("PYTHONPATH", None), os.environ.get("PYTHONPATH")]))
-    t0 = time.perf_counter()
+    t0, epoch = time.perf_counter(), time.time()
     p = subprocess.run([sys.executable, "-m", "rtbench", "run", "--out", str(store), *args], capture_output=True,
                        text=True, env={**os.environ, **env, "PYTHONPATH": path})
     wall = time.perf_counter() - t0
     m = re.search(r"run id (\S+)", p.stderr)
     if p.returncode != 0 or not m:
         raise SystemExit(f"rtbench run failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    return m.group(1), wall, "\n".join(p.stdout.strip().splitlines()[-3:])
+    return m.group(1), wall, "\n".join(p.stdout.strip().splitlines()[-3:]), epoch
+
+
+def timeline(store: Path, run_id: str, epoch: float) -> str:
+    """When the run's cells were prepared and its rounds ran, in seconds from process start (cells are stamped to
+    the second), and the slowest worker set-up steps."""
+    con = sqlite3.connect(store / "rtbench.sqlite")
+    try:
+        made = [datetime.fromisoformat(c).timestamp() - epoch
+                for (c,) in con.execute("SELECT created FROM cells WHERE run_id=?", (run_id,))]
+        first, last = con.execute("SELECT MIN(b.started), MAX(b.started + b.seconds) FROM blocks b "
+                                  "JOIN cells c ON c.id = b.cell_id WHERE c.run_id=?", (run_id,)).fetchone()
+        parts = [json.loads(p) for (p,) in con.execute(
+            "SELECT json_extract(info, '$.worker_setup_parts') FROM cells WHERE run_id=? AND "
+            "json_extract(info, '$.worker_setup_parts') IS NOT NULL", (run_id,))]
+    finally:
+        con.close()
+    out = f"cells prepared {min(made):.0f}–{max(made):.0f} s after process start"
+    if first is not None:
+        out += f", rounds {first - epoch:.1f}–{last - epoch:.1f} s"
+    if parts:
+        out += "; slowest worker set-up steps: " + ", ".join(f"{k} {max(p.get(k, 0) for p in parts):.1f} s"
+                                                           for k in ("availability_s", "model_s", "runtime_s"))
+    return out
 
 
 def half(c) -> float:
@@ -105,7 +130,7 @@ def main() -> None:
     store = a.out / "store"
     started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     done = [run_once(store, args) for _ in range(a.runs)]
-    runs = [Run.load(rid, store) for rid, _w, _t in done]
+    runs = [Run.load(rid, store) for rid, _w, _t, _e in done]
     first = runs[0]
     device = first.env.get("gpu") if first.sweep.device.startswith("cuda") else first.env.get("cpu")
     cmd = "rtbench run " + " ".join(args) if args else "rtbench run"
@@ -119,14 +144,15 @@ def main() -> None:
              f"batches {', '.join(map(str, first.sweep.batches))}; {', '.join(first.sweep.precisions)}; budget "
              f"{first.sweep.policy.budget_s:g} s, at least {first.sweep.policy.rounds} rounds",
              f"- **Code:** rtbench {first.env.get('rtbench')} at commit {first.env.get('git_commit') or 'unknown'}"]
-    for i, ((rid, wall, tail), r) in enumerate(zip(done, runs), 1):
+    for i, ((rid, wall, tail, epoch), r) in enumerate(zip(done, runs), 1):
         tb = r.time_breakdown()
         lines.append(f"- **Run {i}:** `{rid}`, {wall:.1f} s from process start to exit (inside `run()`: "
                      f"{tb.get('total', math.nan):.1f} s, set-up {tb.get('setup', math.nan):.1f} s); rounds per cell "
                      f"{min(c.stats.get('rounds', 0) for c in r.cells if c.measured)}–"
                      f"{max(c.stats.get('rounds', 0) for c in r.cells if c.measured)}; block "
                      f"{r.schedule.get('block_s', math.nan) * 1e3:.0f} ms"
-                     + (f"; compilation: {comp}" if (comp := compile_text(r)) else ""))
+                     + (f"; compilation: {comp}" if (comp := compile_text(r)) else "")
+                     + f"; {timeline(store, rid, epoch)}")
     for i in range(1, len(runs)):
         c = compare(runs[i - 1], runs[i])
         lines += ["", f"## Run {i + 1} against run {i}", "",

@@ -3,8 +3,10 @@
 Loaded with ``RTBENCH_PLUGINS=compare_runtimes`` (tests/ on the path). Each call of ``delay`` lasts
 ``delay_factor`` (a sweep option, default 1) times a base duration of about 2 ms that varies from call to call
 by a few percent (seeded), so a run with ``options={"delay_factor": "1.1"}`` is 10% slower per call than one
-without, exactly, and its cells have honest round-to-round spread. The call sleeps, then waits out the last
-half-millisecond on the clock (a sleep alone overshoots by a varying amount, which would bias the factor).
+without, exactly, and its cells have honest round-to-round spread. The call waits on the clock, without sleeping:
+a sleep overshoots by a varying amount, which would bias the factor (when each call slept and spun only its last
+half-millisecond, one CI run on the 2-core host, right after the suite's two parallel processes, left one of the
+three 10%-slower cells inconclusive).
 """
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ from rtbench.runtimes.base import Runtime, Session, register
 
 BASE_S = 0.002
 JITTER = 0.03  # relative spread of the base duration from call to call
-SPIN_S = 0.0005  # the end of each call is waited out on the clock
 
 
 @register
@@ -32,7 +33,6 @@ class Delay(Runtime):
 
         def call() -> None:
             end = time.perf_counter() + factor * BASE_S * (1 + JITTER * float(np.clip(rng.standard_normal(), -3, 3)))
-            time.sleep(max(0.0, end - time.perf_counter() - SPIN_S))
             while time.perf_counter() < end:
                 pass
 
