@@ -20,8 +20,8 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(VENV)/bin/rtbench run $(ARGS)
 
-# two test processes side by side (pytest-xdist, a file each), then the tests that time real work, alone (run first,
-# they met the background work a fresh machine's installs leave); exit code 5: PYTEST_ARGS chose no test of a part
+# two test processes side by side (pytest-xdist, a file each), then the tests that time real work, alone (not first:
+# there they met the work a fresh machine's installs leave behind); exit code 5: PYTEST_ARGS chose no test of a part
 test: setup
 	$(PY) -m pytest -q -rs -n 2 --dist loadfile -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(PY) -m pytest -q -rs -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]

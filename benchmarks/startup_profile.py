@@ -24,6 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from rtbench.child import torch_bytecode  # noqa: E402
+
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
 
 TIMELINE = r"""
@@ -73,8 +76,7 @@ print(json.dumps(out))
 """
 
 PROFILE = r"""
-import cProfile, io, pstats, time
-t = time.perf_counter()
+import cProfile, io, pstats
 from rtbench import api
 pr = cProfile.Profile(); pr.enable()
 api.make_sweep(load_model=False)
@@ -113,13 +115,6 @@ def py(code: str, *args: str) -> str:
     return r.stdout
 
 
-def torch_has_bytecode() -> bool:
-    import importlib.util
-
-    origin = importlib.util.find_spec("torch").origin
-    return Path(importlib.util.cache_from_source(origin)).exists()
-
-
 def contexts(n: int) -> list[float]:
     """n interpreters import torch, then all create their CUDA context at once; each one's seconds."""
     with tempfile.TemporaryDirectory() as d:
@@ -143,7 +138,7 @@ def main() -> None:
              f"- **Date:** {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
              f"- **Command:** `python benchmarks/startup_profile.py --out DIR --contexts {a.contexts}`",
              f"- **Bytecode:** PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE')!r}, torch's "
-             f"compiled beside its sources: {torch_has_bytecode()}",
+             f"compiled beside its sources: {torch_bytecode().exists()}",
              f"- **Machine:** {os.cpu_count()} cores; "
              + subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
                               capture_output=True, text=True).stdout.strip(), ""]

@@ -21,6 +21,12 @@ class ChildFailed(Exception):
     """The child exited with an error or printed no JSON; the message is its last line of output."""
 
 
+def torch_bytecode() -> Path | None:
+    """Where Python keeps (or would keep) the compiled bytecode of torch's ``__init__``; None without torch."""
+    spec = importlib.util.find_spec("torch")
+    return Path(importlib.util.cache_from_source(spec.origin)) if spec is not None and spec.origin else None
+
+
 def keep_bytecode() -> str | None:
     """Keep Python's compiled bytecode in rtbench's cache, for this process and every one it starts, when torch's
     installation holds none beside its sources and Python may not write any there (a read-only environment, or
@@ -29,10 +35,9 @@ def keep_bytecode() -> str | None:
     Nothing is written beside the user's sources. Returns the folder, or None when nothing was changed."""
     if sys.pycache_prefix is not None:  # the user's own choice
         return None
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.origin:
+    cached = torch_bytecode()
+    if cached is None:
         return None
-    cached = Path(importlib.util.cache_from_source(spec.origin))
     writable = os.access(cached.parent if cached.parent.is_dir() else cached.parent.parent, os.W_OK)
     if cached.exists() or (writable and not sys.dont_write_bytecode):
         return None
