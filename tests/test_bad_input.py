@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -150,14 +151,27 @@ def cli_args(case: str, tmp_path: Path, out: Path) -> list[str]:
     return ["run", *[x for kv in opts.items() for x in kv], *flags]
 
 
+def run_cli(args: list[str], monkeypatch, capfd) -> tuple[int, str]:
+    """``rtbench ARGS`` through the command line's own entry point, in this process (a new interpreter per case
+    cost 3-6 s of imports, and test_cli_integration runs bad input in real subprocesses): its exit code and
+    everything written to file descriptor 2."""
+    from rtbench import cli
+
+    monkeypatch.setattr(sys, "argv", ["rtbench", *args])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    return e.value.code, capfd.readouterr().err
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_cli_bad_input(case, cli, tmp_path, monkeypatch):
+def test_cli_bad_input(case, tmp_path, monkeypatch, capfd):
     out, before = prepare(case, tmp_path, monkeypatch)
-    r = cli(*cli_args(case, tmp_path, out), timeout=300)
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.returncode == 2, r.stderr[-2000:]
-    assert "Traceback" not in r.stderr
-    assert len(lines) == 1 and lines[0].startswith(("rtbench: error:", "Error:")), r.stderr
+    monkeypatch.chdir(tmp_path)
+    code, stderr = run_cli(cli_args(case, tmp_path, out), monkeypatch, capfd)
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert code == 2, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert len(lines) == 1 and lines[0].startswith(("rtbench: error:", "Error:")), stderr
     assert CASES[case][3] in lines[0], lines[0]
     assert snapshot(out) == before
 
