@@ -137,7 +137,8 @@ def test_a_set_up_that_takes_the_budget_still_leaves_the_rounds_half_of_it(plugi
     assert c.status == "ok" and run.schedule["extended_s"] > 0 and not run.schedule["shortened"]
     assert c.stats["rounds"] > 2 and c.stats["timed_s"] > 0.5  # the rounds ran on, for about 2 s
     w = [w for w in fairness_warnings(run) if w.code == "over-budget"]
-    assert w and "Set-up took most of the 4 s budget" in w[0].message
+    assert w and "Set-up took most of the 4 s budget, so the run went on" in w[0].message
+    assert "to give the rounds half the budget (2 s)" in w[0].message
 
 
 def test_oom_rule_survives_interrupt_and_resume(plugins, tmp_path):

@@ -26,6 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console()
 err = Console(stderr=True)
 OUT_HELP = "Output folder: holds rtbench.sqlite and one report folder per run."
+PIPED_WIDTH = 400  # a table written to a file or a pipe: its natural width (a terminal's is the terminal's)
 EXIT_NOT_MEASURED = 3  # the run finished, but not one cell could be measured
 
 
@@ -159,7 +160,7 @@ def run_zoo(models, models_file, gpus, cpu_lanes, executor, ray_address, max_ret
         t.add_column(col, no_wrap=col == "run id")
     for r in z["runs"]:
         t.add_row(r["model"], r["role"], r["accelerator"], r["lane"], r["run_id"])
-    (console if console.is_terminal else Console(width=200)).print(t)
+    show(t)
     console.print(f"report: {Path(out) / z['id'] / 'zoo.md'}")
 
 
@@ -187,6 +188,12 @@ def _resume_takes_no_grid(ctx: typer.Context) -> None:
                         "or start a new run without --resume")
 
 
+def show(table: Table) -> None:
+    """Print a table: fitted to the terminal, or whole when piped (a log or CI output would otherwise get 80
+    columns and cut the estimates and intervals short)."""
+    (console if console.is_terminal else Console(width=PIPED_WIDTH)).print(table)
+
+
 def print_table(r) -> None:
     """The same numbers as report.md, in the terminal."""
     from rtbench.report.table import _load, _ms, _speedup, fmt
@@ -204,7 +211,7 @@ def print_table(r) -> None:
         ok = d["status"] in MEASURED
         t.add_row(d["runtime"], d["precision"], str(d["size"]), str(d["batch"]), _ms(d),
                   fmt(d.get("fps"), 1) if ok else "–", _speedup(d), fmt(d.get("ms_per_image")) if ok else "–", _load(d))
-    console.print(t)
+    show(t)
 
 
 @app.command()
@@ -304,7 +311,7 @@ def print_comparison(cmp) -> None:
     for c in cmp.cells:
         style = "bold red" if c.regression else None
         t.add_row(*map(str, c.key), _cell_ms(c.base), _cell_ms(c.new), _ratio(c), c.verdict, style=style)
-    (console if console.is_terminal else Console(width=200)).print(t)  # piped: the whole table, unwrapped
+    show(t)
     for f in cmp.fields:
         effect = "NOT COMPARABLE" if f.blocking else "allowed" if f.speed and f.allowed else "shown only"
         console.print(f"{f.key}: {f.base} -> {f.new} ({effect})", highlight=False, soft_wrap=True)
@@ -341,7 +348,7 @@ def tune(
         t.add_row(escape(f"{a['runtime']} {a['precision']}"), str(a["batch"]), f"{a['ms']:.3f}" if a.get("ms") else "–",
                   f"{a['images_s']:,.0f} ({a['images_s_low']:,.0f}–{a['images_s_high']:,.0f})"
                   if a.get("images_s") else "–", a["status"], other_process_text(a.get("other_process"), True))
-    (console if console.is_terminal else Console(width=200)).print(t)
+    show(t)
     from rtbench.report.tune import answer
 
     for b in answer(r):
@@ -368,7 +375,7 @@ def list_(what: str = typer.Argument("runtimes", help="runtimes, runs or models"
             ok, why = cls.availability(dev)
             t.add_row(name, cls.version() or "–", ",".join(cls.devices), ",".join(cls.precisions),
                       "yes" if ok else "no", "yes" if cls.is_default(dev) else "no", why)
-        (console if console.is_terminal else Console(width=240)).print(t)  # piped: full reasons, unwrapped
+        show(t)
     elif what == "runs":
         from rtbench.results import list_runs
 
@@ -377,7 +384,7 @@ def list_(what: str = typer.Argument("runtimes", help="runtimes, runs or models"
             t.add_column(col, no_wrap=col == "run id", min_width=21 if col == "run id" else None)  # copyable ids
         for r in list_runs(out):
             t.add_row(r["id"], r["created"], r["status"], r["sweep"]["model"], r["sweep"]["device"], str(r["cells"]))
-        console.print(t)
+        show(t)
     elif what == "models":
         from rtbench.models import list_models
 

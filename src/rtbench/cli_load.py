@@ -90,7 +90,9 @@ def print_points(df) -> None:
                   _num(r.get("es_p99_ms")) if ok else "–", _num(r.get("mean_batch"), 1) if ok else "–",
                   str(r.get("validity")) if ok else f"{r['status']}: {r['reason']}",
                   ("best" if r["best"] else "yes") if r["passes"] else "no")
-    (console if console.is_terminal else Console(width=200)).print(t)
+    from rtbench.cli import show  # (rtbench.cli imports this module)
+
+    show(t)
     spec = df.attrs.get("load") or {}
     for b in df.attrs.get("best", []):
         console.print(f"{b['runtime']} {b['precision']} max-batch {b['max_batch']} / {b['max_delay_ms']:g} ms: "
