@@ -24,7 +24,7 @@ def test_run_report_and_list(cli, tmp_path):
     # piped, the table is printed whole: every row with its estimate, interval and paired speedup interval
     rows = [ln for ln in r.stdout.splitlines() if re.match(r"│ (torch|onnxruntime) ", ln)]
     assert len(rows) == 8 and not any("…" in ln for ln in r.stdout.splitlines() if ln.startswith(("│", "┃"))), r.stdout
-    assert all(re.search(r"│ +[\d.]+ (±[\d.]+|\([\d.]+–[\d.]+\))\*? │.*│ [\d.]+ \([\d.]+–[\d.]+\) │", ln)
+    assert all(re.search(r"│ +[\d.]+ (±[\d.]+|\([^)]+–[^)]+\))\*? +│.*│ +[\d.]+ \([\d.]+–[\d.]+\) +│", ln)
                for ln in rows), rows
 
     # the store: 8 ok cells, each with its samples

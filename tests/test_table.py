@@ -118,3 +118,18 @@ def test_nan_ci_bounds_show_as_a_dash_and_never_make_a_winner():
     r = rows(seed_table(df, ["torch", "onnxruntime"]))[("32x32", "1")]
     assert r[:2] == ["10.00 ±–", "5.00 ±0.10"] and r[4] == "2.00"
     assert "nan" not in "".join(r) and "**" not in "".join(r)
+
+
+def test_wide_intervals_show_both_bounds_readably():
+    """A wide interval shows its bounds (asymmetric on a log scale), far-off ones in two significant digits; times
+    under 0.1 ms keep two significant digits."""
+    cell = {"size": 32, "batch": 1, "status": "ok", "n": 50, "fps": 200.0, "ms_per_image": 5.0, "speedup": 1.0,
+            "speedup_low": 1.0, "speedup_high": 1.0}
+    df = pd.DataFrame([{**cell, "runtime": "torch", "ms": 63.63, "ci_low_ms": 2.1e-8, "ci_high_ms": 2.36e10},
+                       {**cell, "runtime": "onnxruntime", "ms": 0.012, "ci_low_ms": 0.0042, "ci_high_ms": 0.031},
+                       {**cell, "runtime": "openvino", "ms": 5.0, "ci_low_ms": 4.0, "ci_high_ms": 6.5}])
+    r = rows(seed_table(df, ["torch", "onnxruntime", "openvino"]))[("32x32", "1")]
+    assert r[:3] == ["63.63 (2.1e-08–2.4e+10)", "0.012 (0.0042–0.031)", "5.00 (4.00–6.50)"]
+    narrow = df.assign(ci_low_ms=df["ms"] * 0.98, ci_high_ms=df["ms"] * 1.02)  # the half-width: the time's decimals
+    assert rows(seed_table(narrow, ["torch", "onnxruntime", "openvino"]))[("32x32", "1")][:3] == [
+        "63.63 ±1.27", "**0.012 ±0.000**", "5.00 ±0.10"]  # the fastest, clear of the others: bold

@@ -31,16 +31,23 @@ def _ms(r) -> str:
     flag = " ⚠" if r["status"] == "mismatch" else ""
     wide = "*" if flagged(r, "ci_above_target") or flagged(r, "capped") else ""
     launch = "†" if flagged(r, "launch_bound") else ""
+    digits = _decimals(r["ms"])
     if not half <= WIDE_CI * r["ms"] and math.isfinite(half):  # wide intervals are asymmetric (log scale): both bounds
-        ci = f"({r['ci_low_ms']:.{_digits(r['ci_low_ms'])}f}–{r['ci_high_ms']:.2f})"
+        ci = f"({_bound(r['ci_low_ms'])}–{_bound(r['ci_high_ms'])})"
     else:
-        ci = f"±{fmt(half)}"
-    return f"{fmt(r['ms'])} {ci}{wide}{launch}{flag}"
+        ci = f"±{fmt(half, digits)}"
+    return f"{fmt(r['ms'], digits)} {ci}{wide}{launch}{flag}"
 
 
-def _digits(v: float) -> int:
-    """Decimals that keep a small bound readable (0.0042 rather than 0.00)."""
-    return 2 if v >= 0.1 or v <= 0 else min(6, 1 - math.floor(math.log10(v)))
+def _decimals(v: float) -> int:
+    """Decimals for a time in ms: two, or two significant digits below 0.1 ms (0.012, not 0.01; at most six)."""
+    return 2 if not 0 < v < 0.1 else min(6, 1 - math.floor(math.log10(v)))
+
+
+def _bound(v: float) -> str:
+    """One bound of a wide interval, readable however far off (2.1e-08 and 2.4e+10 from a cell of a few rounds
+    with one far off, not 0.000000 and 23585659771.26)."""
+    return f"{v:.2g}" if 0 < v < 1e-4 or v >= 1e6 else f"{v:.{_decimals(v)}f}"
 
 
 def flagged(r, key: str) -> bool:
