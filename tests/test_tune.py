@@ -236,6 +236,7 @@ def test_tune_is_stored_and_reported(tuned):
     race = Run.load(res.races[-1], out)  # an ordinary run: every raced cell with its rounds
     assert {(c.cell.runtime, c.cell.batch) for c in race.cells} == {(a["runtime"], a["batch"]) for a in res.arms}
     md = (res.report_dir / "tune.md").read_text(encoding="utf-8")
+    assert "**Switch cost:** set-up" in md and "GPU memory" not in md  # on a CPU there is no NVML to read
     assert "**Recommended:**" in md and "**In another process** (the first race" in md and "(images/frontier.png)" in md and (res.report_dir / "images/frontier.png").is_file()
     assert md.count("\n| screen |") + md.count("\n| batch |") + md.count("\n| refine |") == len(res.trail)
     from test_report_html import CHROMIUM, PROBE, chromium
@@ -292,3 +293,22 @@ def test_a_tied_arm_with_a_fraction_of_the_winners_set_up_is_named_beside_it():
     assert f"for less set-up: `{default.runtime} fp16 b1024`, 14.4 s" in to_markdown(answer(res))
     trail[1].setup_s = 80.0  # not a fraction of the winner's: not named
     assert "cheaper_tie" not in verdict(SimpleNamespace(id="race-2", cells=cells), Goal(), trail)["switch"]
+
+
+def test_the_switch_cost_gives_gpu_memory_and_energy_only_where_nvml_read_them():
+    from types import SimpleNamespace
+
+    from rtbench.report.tune import answer
+
+    winner = {"runtime": "torch-compile", "precision": "fp16", "batch": 256, "images_s": 80000.0, "images_s_low": 79000.0,
+              "images_s_high": 81000.0, "ms": 3.2, "ms_low": 3.1, "ms_high": 3.3, "rounds": 12}
+    res = SimpleNamespace(winner=winner, runner_up=None, ties=[], vs_eager=None,
+                          reproduce={"command": "rtbench run", "python": "rtbench.run()"})
+
+    def switch_line(**switch) -> str:
+        (bullets,) = answer(SimpleNamespace(**vars(res), switch={"setup_s": 20.0, "break_even_images": 1e6, **switch}))
+        return next(i for i in bullets.items if i.startswith("**Switch cost:**"))
+
+    gpu = switch_line(peak_mem_mib=1234.0, joules_per_image=0.0042)
+    assert "GPU memory in use 1,234 MiB (NVML, peak while timed); 0.0042 J per image" in gpu, gpu
+    assert "GPU memory" not in switch_line(peak_mem_mib=None, joules_per_image=None)

@@ -109,10 +109,12 @@ def answer(res) -> list[Block]:
         items.append(f"**Against eager torch fp32** (batch {res.vs_eager.get('eager_batch')}, same rounds): images/s "
                      + _ratio(res.vs_eager))
     s = res.switch
+    # GPU memory and energy come from NVML: on a CPU (or without NVML) there are none to give
+    gpu = (f"; GPU memory in use {_f(s.get('peak_mem_mib'), 0, ' MiB')} (NVML, peak while timed); "
+           f"{_f(s.get('joules_per_image'), 4, ' J')} per image"
+           if s.get("peak_mem_mib") is not None or s.get("joules_per_image") is not None else "")
     items.append(f"**Switch cost:** set-up {_f(s.get('setup_s'), 1, ' s')} (export/compile/build, first call; cold "
-                 f"cache), pays off after {_f(s.get('break_even_images'))} images against eager fp32; GPU memory "
-                 f"in use {_f(s.get('peak_mem_mib'), 0, ' MiB')} (NVML, peak while timed); "
-                 f"{_f(s.get('joules_per_image'), 4, ' J')} per image"
+                 f"cache), pays off after {_f(s.get('break_even_images'))} images against eager fp32{gpu}"
                  + (f"; as fast (tie group) for less set-up: `{c['label']}`, {_f(c['setup_s'], 1, ' s')}"
                     if (c := s.get("cheaper_tie")) else ""))
     items.append(f"**Reproduce:** `{res.reproduce['command']}` — or from Python: `{res.reproduce['python']}`")
