@@ -126,8 +126,8 @@ def test_far_below_capacity_p99_is_the_closed_loop_batch_1_latency(tmp_path):
     tries = []
     for attempt in range(3):
         df = rtbench.load_test(model=MODEL, runtimes="onnxruntime[threads=1]", size=32, max_batch="1",
-                               max_delay_ms="0", qps="0.5%", duration=2.0, device="cpu", out=tmp_path / str(attempt), policy=POLICY,
-                               report=False)
+                               max_delay_ms="0", qps="0.5%", duration=2.0, device="cpu", out=tmp_path / str(attempt),
+                               policy=POLICY, report=False)
         r = df.iloc[0]
         closed = Run.load(df.attrs["run_id"], tmp_path / str(attempt)).cells[0]
         assert closed.cell.batch == 1 and closed.info["threads"] == 1

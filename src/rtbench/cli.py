@@ -294,7 +294,8 @@ def summary_line(cmp) -> str:
     counts = ", ".join(f"{n} {v}" for v, n in sorted(cmp.counts().items()))
     head = {"pass": f"no significant regression beyond {cmp.threshold_pct:g}%",
             "regression": f"{len(cmp.regressions)} regression(s) beyond {cmp.threshold_pct:g}%",
-            "inconclusive": f"{len(cmp.undecided)} cell(s) inconclusive at {cmp.threshold_pct:g}%",
+            "inconclusive": f"no significant regression beyond {cmp.threshold_pct:g}%, but {len(cmp.undecided)} "
+                            "cell(s) could still be one (inconclusive)",
             "not comparable": "not comparable: " + ", ".join(dict.fromkeys(f.key for f in cmp.fields if f.blocking))
             + " differ"}[cmp.outcome()]
     return (f"{cmp.new.id} against {cmp.base.id}: {head}; cells: {counts}; 95% CI: Welch on log round estimates "
