@@ -105,3 +105,36 @@ def test_an_onnx_file_with_a_fixed_batch_is_unsupported_at_other_batches_in_ever
         assert df.loc[(runtime, 4)].status == "unsupported"
         assert df.loc[(runtime, 4)].reason == ("the ONNX file fixes the batch at 1, so batch 4 cannot run: "
                                                 "export it with a dynamic batch dimension")
+
+
+def test_onnxruntime_cpu_sessions_of_a_process_share_one_thread_pool(tmp_path):
+    """A session per cell with a pool of its own adds threads that spin beside the next session's (2-4x slower
+    calls when sessions alternate, benchmarks/results/ort-thread-pools-cpu.md); on a CPU every session of the
+    worker runs on one pool of the group's thread count. In a child process: the pool is process-wide."""
+    import json
+    import subprocess
+    import sys
+
+    code = f"""
+import json, os, sys, torch
+sys.path.insert(0, {str(TESTS)!r})
+torch.set_num_threads(2)
+from rtbench.models import resolve
+from rtbench.runtimes import base
+from rtbench.runtimes.common import make_input
+from rtbench.spec import Cell, Sweep
+rt = base.get("onnxruntime")(resolve({MODEL!r}), Sweep(model={MODEL!r}, runtimes=("onnxruntime",), device="cpu"),
+                             "fp32", {str(tmp_path)!r})
+threads, infos = [], []
+for b in (1, 2, 4):
+    s = rt.session(Cell({MODEL!r}, "onnxruntime", "fp32", 32, b, "cpu"), make_input(b, 32))
+    s.call()
+    threads.append(len(os.listdir("/proc/self/task")))
+    infos.append(s.info)
+print(json.dumps({{"threads": threads, "infos": infos}}))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert len(set(got["threads"])) == 1, got["threads"]  # no thread pool per session: the process's threads stay
+    assert all(i["threads"] == 2 and i["shared_thread_pool"] is True for i in got["infos"])
