@@ -108,7 +108,7 @@ def test_an_onnx_file_with_a_fixed_batch_is_unsupported_at_other_batches_in_ever
 
 
 def test_onnxruntime_cpu_sessions_of_a_process_share_one_thread_pool(tmp_path):
-    """A session per cell with a pool of its own adds threads that spin beside the next session's (2-4x slower
+    """A session per cell with a pool of its own adds threads that spin beside the next session's (2-5x slower
     calls when sessions alternate, benchmarks/results/ort-thread-pools-cpu.md); on a CPU every session of the
     worker runs on one pool of the group's thread count. In a child process: the pool is process-wide."""
     import json

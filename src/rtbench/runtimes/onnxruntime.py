@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rtbench.onnx_file import cpu_session_options
 from rtbench.runtimes.base import Runtime, Session, register
 from rtbench.runtimes.common import end_to_end, host_fp32, onnx_export, torch_dtype
 
@@ -19,20 +20,6 @@ def cuda_provider_options(device_index: int, precision: str, search: str, stream
     if graph:
         opts["enable_cuda_graph"] = "1"
     return opts
-
-
-def share_threads(ort, opts) -> None:
-    """On a CPU, every session of this process runs on one intra-op thread pool of ``opts``' size.
-
-    A session per cell (per bucket under load) with a pool of its own leaves each pool's threads spinning after its
-    calls, and the next session's threads then fight them for the cores: on a 2-core CPU, ResNet18 at 64 px called
-    through three sessions in turn took 6.8-9.0 ms at batch 2 and 21.4-22.9 ms at batch 4 against 2.3-2.6 and 4.4
-    back to back; on one shared pool 3.1 and 5.9-6.0, with back-to-back calls unchanged
-    (benchmarks/results/ort-thread-pools-cpu.md). A worker process serves one group, so one pool size: its
-    sessions' thread count, set before its first session.
-    """
-    ort.set_global_thread_pool_sizes(opts.intra_op_num_threads, opts.inter_op_num_threads)
-    opts.use_per_session_threads = False
 
 
 @register
@@ -75,11 +62,10 @@ class OnnxRuntime(Runtime):
         self.cuda = self.device.startswith("cuda")
         self.path, self.setup = onnx_export(model, workdir, precision, sweep.sizes)
         self.device_index = torch.device(self.device).index or 0
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = torch.get_num_threads()  # the same threads as torch, recorded
+        threads = torch.get_num_threads()  # the same threads as torch, recorded
+        opts = ort.SessionOptions() if self.cuda else cpu_session_options(ort, threads, share=True)
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        if not self.cuda:
-            share_threads(ort, opts)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         self.threads = opts.intra_op_num_threads
