@@ -25,14 +25,13 @@ from rtbench import stats
 from rtbench.precompile import Precompiler, setup_record
 from rtbench.rounds import Schedule, Unit
 from rtbench.runtimes import base
-from rtbench.spec import DEFAULT_CELL_TIMEOUT_S, Cell, Sweep, check_cell_timeout
+from rtbench.spec import DEFAULT_CELL_TIMEOUT_S, ROUNDS_SHARE, Cell, Sweep, check_cell_timeout
 from rtbench.status import Status
 from rtbench.store import Store
 from rtbench.timing import Block, BlockSpec, HostClock, measure_once
 from rtbench.worker import Outcome, Worker, WorkerLost, is_oom, one_line  # noqa: F401  (re-exported)
 
 LAUNCH_BOUND = 0.85  # median launch time over median GPU time above which the GPU waited for the host
-ROUNDS_SHARE = 0.5  # the rounds get at least this share of the budget, even when set-up took the rest
 SHARDS = 4  # on a GPU, a runtime that compiles per shape prepares its sizes in up to this many workers at once
 
 

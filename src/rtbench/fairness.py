@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rtbench import stats, telemetry
+from rtbench.spec import ROUNDS_SHARE
 
 CV_LIMIT = 0.05  # coefficient of variation above which a cell is called noisy
 CLOCK_SPREAD_LIMIT = 0.05  # (max - min) / max of the SM clock during a cell
@@ -134,14 +135,14 @@ def _timing(run, cells) -> list[FairnessWarning]:
 
 
 def _schedule(run) -> list[FairnessWarning]:
-    """Set-up took most of the budget (the run went on past it: the rounds get half of it), the minimum rounds did not fit even at one
-    call per block, or blocks were shortened to fit them."""
+    """Set-up took most of the budget (the run went on past it: the rounds get their share), the minimum rounds did
+    not fit even at one call per block, or blocks were shortened to fit them."""
     s, p = run.schedule or {}, run.sweep.policy
     budget = s.get("budget_s", p.budget_s)
     if s.get("extended_s"):
         return [FairnessWarning("over-budget", f"Set-up took most of the {budget:g} s budget, so the run went on "
                                 f"{s['extended_s']:.0f} s past it to give the rounds half the budget "
-                                f"({budget / 2:g} s): the run took longer than asked.",
+                                f"({ROUNDS_SHARE * budget:g} s): the run took longer than asked.",
                                 "Give a larger --budget, or measure fewer runtimes or shapes (torch-compile and "
                                 "TensorRT build every shape in set-up).")]
     if s.get("over_budget"):

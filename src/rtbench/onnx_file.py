@@ -115,25 +115,21 @@ def nchw_path(path: Path, inp: ImageInput, cache: Path) -> Path:
 _SHARED_POOL: dict[str, int] = {}  # this process's one ONNX Runtime thread pool for CPU sessions, once made
 
 
-def cpu_session_options(ort, threads: int | None = None, share: bool = False):
-    """Options for an ONNX Runtime CPU session of this process; ``threads`` intra-op threads (ORT's default: None).
+def on_shared_pool(ort, opts, make: bool = False):
+    """``opts`` (an ONNX Runtime CPU session's options) on this process's one thread pool, if there is one; ``make``
+    (rtbench's onnxruntime runtime on a CPU) makes it first, of ``opts``' thread counts. Returns ``opts``.
 
-    ``share`` (rtbench's onnxruntime runtime on a CPU): every session of the process runs on one thread pool of
-    ``threads``. A session per cell (per bucket under load) with a pool of its own leaves each pool's threads
-    spinning after its calls, and the next session's threads fight them for the cores: on a 2-core CPU, ResNet18
-    at 64 px called through three sessions in turn took 6.8-9.0 ms at batch 2 and 21.4-22.9 ms at batch 4 against
-    2.3-2.6 and 4.4 back to back; on one shared pool 3.1 and 5.9-6.0, back-to-back calls unchanged
+    A session per cell (per bucket under load) with a pool of its own leaves each pool's threads spinning after its
+    calls, and the next session's threads fight them for the cores: on a 2-core CPU, ResNet18 at 64 px called
+    through three sessions in turn took 6.8-9.0 ms at batch 2 and 21.4-22.9 ms at batch 4 against 2.3-2.6 and 4.4
+    back to back; on one shared pool 3.1 and 5.9-6.0, back-to-back calls unchanged
     (benchmarks/results/ort-thread-pools-cpu.md). A worker serves one group, so the pool has one size: the first.
     Once it exists ONNX Runtime refuses sessions with a pool of their own, so every later CPU session of the
     process (an ONNX file's parity reference, say) runs on it too.
     """
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    if share and not _SHARED_POOL:
-        ort.set_global_thread_pool_sizes(threads, 1)
-        _SHARED_POOL["threads"] = threads
+    if make and not _SHARED_POOL:
+        ort.set_global_thread_pool_sizes(opts.intra_op_num_threads, opts.inter_op_num_threads)
+        _SHARED_POOL["threads"] = opts.intra_op_num_threads
     if _SHARED_POOL:
         opts.use_per_session_threads = False
     return opts
@@ -143,6 +139,8 @@ def reference(path: Path, inp: ImageInput, x) -> np.ndarray:
     """ONNX Runtime CPU outputs (first output, float32) of the file for the NCHW host tensor ``x``."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), cpu_session_options(ort), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), on_shared_pool(ort, opts), providers=["CPUExecutionProvider"])
     feed = to_layout(x.numpy(), inp.layout).astype(inp.dtype)
     return np.asarray(sess.run(None, {inp.name: feed})[0], dtype=np.float32)

@@ -17,6 +17,7 @@ MIN_SIZE = 32
 
 
 DEFAULT_CELL_TIMEOUT_S = 600.0
+ROUNDS_SHARE = 0.5  # the rounds get at least this share of the budget, even when set-up took the rest
 
 
 def _seconds(value, what: str, flag: str, example: float) -> float:
