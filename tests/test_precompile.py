@@ -51,7 +51,7 @@ def test_second_run_does_not_compile_again(two_runs):
     assert compile_text(second).startswith("torch-compile 1/1 from cache, 0 compiled")
 
 
-def test_a_compiling_runtime_on_a_gpu_prepares_its_sizes_in_several_workers(monkeypatch):
+def test_a_runtime_group_on_a_gpu_prepares_its_sizes_in_several_workers(monkeypatch):
     import dataclasses
 
     from rtbench import engine
@@ -60,7 +60,7 @@ def test_a_compiling_runtime_on_a_gpu_prepares_its_sizes_in_several_workers(monk
     gpu = Sweep(model="resnet18", runtimes=("torch", "torch-compile"), sizes=(224, 256, 384, 512), batches=(1, 4),
                 device="cuda:0")
     monkeypatch.setattr(engine.os, "cpu_count", lambda: 16)
-    assert [engine.shard_count(gpu, rt, True) for rt in gpu.runtimes] == [1, engine.SHARDS]
+    assert [engine.shard_count(gpu, rt, True) for rt in gpu.runtimes] == [engine.SHARDS, engine.SHARDS]
     assert engine.shard_count(gpu, "torch-compile", False) == 1  # a zoo's lane: the other cores are its neighbours'
     assert engine.shard_count(dataclasses.replace(gpu, device="cpu"), "torch-compile", True) == 1  # cores measure
     assert engine.shard_count(dataclasses.replace(gpu, sizes=(224, 256)), "torch-compile", True) == 2  # one per size
@@ -110,3 +110,27 @@ def test_a_shape_its_measuring_worker_compiled_is_not_compiled_ahead_by_the_next
         later.close()
     fresh = Precompiler(sweep, tmp_path / "elsewhere", 60.0, [])
     assert not fresh.seen and not fresh.threads
+
+
+def test_the_fork_server_preloads_the_compiler_only_for_a_run_that_may_compile_on_a_gpu(monkeypatch):
+    from rtbench import child
+
+    assert not child.may_compile(None, "cpu") and not child.may_compile(["torch-compile"], "cpu")
+    assert child.may_compile(None, "cuda:0") and child.may_compile("torch,torch-compile", "cuda")
+    assert child.may_compile(["torch-compile[compile_mode=max-autotune]"], "cuda:0")
+    assert not child.may_compile(["torch", "onnxruntime"], "cuda:0")
+    assert not child.may_compile(["no-such-runtime"], "cuda:0")  # the run's own checks name it
+    monkeypatch.setattr(child.os.path, "exists", lambda path: False)  # no NVIDIA driver here
+    assert not child.may_compile(None, "auto")
+    monkeypatch.setattr(child.os.path, "exists", lambda path: path == "/dev/nvidiactl")
+    assert child.may_compile(None, "auto")
+
+
+def test_pre_compiles_take_first_the_cells_their_measuring_workers_reach_last():
+    from rtbench.precompile import ahead_order
+    from rtbench.spec import Sweep
+
+    sweep = Sweep(model="resnet18", runtimes=("torch-compile",), sizes=(224, 256), batches=(1, 4, 8), device="cuda:0")
+    order = [(c.size, c.batch) for c in ahead_order(sweep.cells())]
+    assert order[:2] == [(224, 8), (256, 8)] and order[-2:] == [(224, 1), (256, 1)], order
+    assert sorted(order) == sorted((c.size, c.batch) for c in sweep.cells())  # every cell, once

@@ -32,7 +32,7 @@ from rtbench.timing import Block, BlockSpec, HostClock, measure_once
 from rtbench.worker import Outcome, Worker, WorkerLost, is_oom, one_line  # noqa: F401  (re-exported)
 
 LAUNCH_BOUND = 0.85  # median launch time over median GPU time above which the GPU waited for the host
-SHARDS = 4  # on a GPU, a runtime that compiles per shape prepares its sizes in up to this many workers at once
+SHARDS = 4  # on a GPU, a runtime group prepares its sizes in up to this many workers at once
 
 
 HARNESS = {"seconds": 0.2, "min_calls": 20_000, "warmup_s": 0.02}  # one block of null calls
@@ -62,18 +62,16 @@ def parity_status(par: dict) -> tuple[Status, str | None]:
 
 
 def shard_count(sweep: Sweep, runtime: str, spare_cores: bool) -> int:
-    """How many workers prepare (and then measure) a runtime group's cells: one, except on a GPU for a runtime that
-    compiles per shape, when this host's cores are the run's own (``spare_cores``): one per size, up to SHARDS and
-    a third of the cores beyond two. Its set-up per cell (a compile, or loading one from the cache, tracing, parity)
-    is CPU work; in one worker the 16 torch.compile cells of the H200 seed grid took 24 s of a warm run, one after
-    another, while the GPU waited. The rounds time one block at a time whichever worker holds the cell.
-
-    Only compiling runtimes: with eager torch and ONNX Runtime spread the same way (12 workers on the H200's 16
-    cores) each worker took 16-26 s to set up instead of 9-12, the warm seed grid was ready no sooner (44 s) and a
-    cold run took 145 s against 127 (benchmarks/results/h200-2026-12-02/NOTES.md). Most of that set-up was each worker
-    building the model on all 16 cores beside the others (h200-2026-12-02b/NOTES.md); models are built on one thread
-    since, and the eager groups, now the last to be ready, are yet to be tried spread again."""
-    if not (spare_cores and sweep.device.startswith("cuda") and base.get(runtime).compiles):
+    """How many workers prepare (and then measure) a runtime group's cells: one, except on a GPU when this host's
+    cores are the run's own (``spare_cores``): one per size, up to SHARDS and a third of the cores beyond two.
+    A cell's set-up (a compile or a cache hit, an ONNX Runtime session with its exhaustive cuDNN search, eager
+    torch's cuDNN autotuning at a new shape, parity, warm-up) is mostly CPU work while the GPU waits: in one worker
+    per group the H200 seed grid's 16 torch.compile cells took 24 s of a warm run, and its eager torch and ONNX
+    Runtime cells, 1.3 s each one after another, were the last ready (benchmarks/results/h200-2026-12-02b/NOTES.md).
+    Spread over several workers they prepare side by side; the rounds time one block at a time whichever worker
+    holds the cell. (Spread before models were built on one thread, the eager groups' workers fought over the
+    cores building them and a warm run was ready no sooner: h200-2026-12-02/NOTES.md.)"""
+    if not (spare_cores and sweep.device.startswith("cuda")):
         return 1
     return max(1, min(SHARDS, len(sweep.sizes), ((os.cpu_count() or 1) - 2) // 3))
 
@@ -109,7 +107,7 @@ class Group:
             e = self.engine
             try:
                 self.worker = e.new_worker(e.sweep, self.runtime, self.precision, e.workdir, e.cell_timeout, e.refs_dir,
-                                           **e.worker_options())
+                                           **e.worker_options(self.runtime))
             except WorkerLost as lost:  # set-up crashed or hung: a new worker would do the same
                 self.failure = Outcome(lost.status, lost.reason)
                 return self.failure
@@ -133,12 +131,17 @@ class Group:
 
     def prepare(self, cell: Cell) -> Outcome:
         fresh, self.asked = self.worker is None, None
+        began = time.perf_counter()
         out = self._ask("prepare", cell)
         if out.status is Status.MEASURING:
             self.prepared.add(cell.key)
         if self.asked is not None:  # the worker that answered (or died trying)
             info = out.parts.setdefault("info", {})
             info["worker_pid"] = self.asked.pid
+            # the set-up's timeline: when this cell's preparation was asked for (seconds after the engine started)
+            # and how long it took, a fresh worker's start and set-up included
+            info["prepare_began_s"] = began - self.engine.started
+            info["prepare_wall_s"] = time.perf_counter() - began
             if fresh:  # process start + imports, then the group's set-up: not part of any timing, kept for the record
                 info["worker_start_s"] = self.asked.start_s
                 info["worker_setup_s"] = self.asked.setup_s
@@ -205,7 +208,9 @@ class Engine:
         self.max_retries = lane.max_retries if lane is not None else 0
         self.schedule: Schedule | None = None
         self.precompiler: Precompiler | None = None  # run() starts one
+        self.compile_threads: int | None = None  # inductor's compile processes per compiling worker (None: its own)
         self.refs_dir = self.workdir / "cache" / f"refs-{run_id}"  # reference outputs shared by the run's workers
+        self.started = time.perf_counter()
 
     def run(self) -> dict:
         """Measure every cell not yet final in the store; returns how the rounds went (for the run's record)."""
@@ -216,12 +221,15 @@ class Engine:
         # pre-compiling uses this host's spare cores and default GPU: a zoo's lanes (a GPU and a share of the cores
         # each, a Ray node) compile in their measuring workers and share the on-disk caches only
         precompiles = self.lane is None or self.lane.precompiles
+        for rt in self.sweep.runtimes:
+            if (n := shard_count(self.sweep, rt, precompiles)) > 1:
+                self.shards[rt] = n
+        compiling = sum(self.shards.get(rt, 1) for rt in self.sweep.runtimes if base.get(rt).compiles)
         self.precompiler = Precompiler(self.sweep, self.workdir, self.cell_timeout, todo if precompiles else [],
-                                       self.refs_dir)
+                                       self.refs_dir,
+                                       measuring=compiling if precompiles and self.sweep.device.startswith("cuda") else 0)
+        self.compile_threads = self.precompiler.compile_threads
         try:
-            for rt in self.sweep.runtimes:
-                if (n := shard_count(self.sweep, rt, precompiles)) > 1:
-                    self.shards[rt] = n
             for c in self.sweep.cells():
                 self.groups.setdefault(self.group_key(c), Group(self, c.runtime, c.precision))
             units = self._prepare_all(stored)
@@ -247,10 +255,14 @@ class Engine:
         n = self.shards.get(cell.runtime, 1)
         return cell.runtime, cell.precision, self.sweep.sizes.index(cell.size) % n if n > 1 else 0
 
-    def worker_options(self) -> dict:
+    def worker_options(self, runtime: str) -> dict:
         """What a new worker is told of its neighbours: how many GPU contexts are the run's own (this process and
-        one per group; telemetry counts the others as other users of the GPU)."""
-        return {"own_contexts": 1 + len(self.groups)}
+        one per group; telemetry counts the others as other users of the GPU), and for a runtime that compiles, its
+        share of the cores for inductor's compile processes (rtbench.precompile.compile_threads)."""
+        out = {"own_contexts": 1 + len(self.groups)}
+        if self.compile_threads and base.get(runtime).compiles:
+            out["compile_threads"] = self.compile_threads
+        return out
 
     # preparation --------------------------------------------------------------------------------------
     def _prepare_all(self, stored: dict) -> list[Unit]:

@@ -50,11 +50,11 @@ class Lane:
         return device
 
     def worker(self, sweep, runtime: str, precision: str, workdir, timeout: float, refs_dir=None,
-               own_contexts: int | None = None):
+               own_contexts: int | None = None, compile_threads: int | None = None):
         from rtbench.worker import Worker
 
         return Worker(sweep, runtime, precision, workdir, timeout, refs_dir, own_contexts=own_contexts,
-                      **self.worker_options())
+                      compile_threads=compile_threads, **self.worker_options())
 
     def worker_options(self) -> dict:
         return {}

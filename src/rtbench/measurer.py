@@ -24,6 +24,12 @@ from rtbench.spec import Cell, Sweep
 from rtbench.status import Status
 from rtbench.timing import BlockSpec, CudaEventClock, HostClock
 
+# Telemetry samples a cell's 1st, 3rd, 5th... block: reading NVML's energy counter at a window's start and end cost
+# 7.9 ms (median) on the H200, most of the 11 ms between two blocks of a run (benchmarks/results/h200-2026-12-02b/
+# NOTES.md). Which blocks are sampled depends on their order only, so energy per image (the sampled windows' energy
+# over the calls run inside them) is not biased; the rounds get the time back.
+METER_EVERY = 2
+
 
 @dataclass
 class Outcome:
@@ -81,6 +87,7 @@ class GroupMeasurer:
         self.live: dict[tuple, _Live] = {}
         self.samplers: dict[tuple, object] = {}  # telemetry per cell, across its blocks (and re-preparations)
         self.calls: dict[tuple, int] = {}  # calls run inside each cell's sampled blocks (energy per image)
+        self.blocks: dict[tuple, int] = {}  # blocks run per cell (which of them telemetry samples)
 
     def _model(self):
         if self.model is None:
@@ -193,14 +200,17 @@ class GroupMeasurer:
             if again.status is not Status.MEASURING:
                 return again
         live = self.live[cell.key]
+        n = self.blocks[cell.key] = self.blocks.get(cell.key, 0) + 1
+        sampler = live.sampler if (n - 1) % METER_EVERY == 0 else None
         try:
-            with live.sampler or contextlib.nullcontext():
+            with sampler or contextlib.nullcontext():
                 b = timing.block(live.session.call, live.clock, spec.seconds, spec.min_calls, spec.rewarm_s,
                                  live.per_call_ms)
         except Exception as e:  # noqa: BLE001 - failure is data
             self._close(cell.key)
             return _failure(e)
-        self.calls[cell.key] = self.calls.get(cell.key, 0) + b.rewarm_calls + len(b.primary_ms)
+        if sampler is not None:
+            self.calls[cell.key] = self.calls.get(cell.key, 0) + b.rewarm_calls + len(b.primary_ms)
         if live.clock.name != "cuda-events":
             b.launch_ms = np.empty(0)  # on the host clock it equals the host time: not stored twice
         return b
@@ -230,6 +240,7 @@ class GroupMeasurer:
         self._close(cell.key)
         sampler = self.samplers.pop(cell.key, None)
         calls = self.calls.pop(cell.key, 0)
+        self.blocks.pop(cell.key, None)
         return sampler.summary(calls=calls, batch=cell.batch) if sampler is not None else {}
 
     def load(self, cells: dict[int, Cell], point: loadgen.Point) -> loadgen.Trace | Outcome:
@@ -271,21 +282,26 @@ class GroupMeasurer:
             parity_s = time.perf_counter() - t0
             clock = CudaEventClock(sess.stream) if sess.stream is not None else HostClock()
             w = timing.warm_up(sess.call, self.sweep.policy, clock)
+            t0 = time.perf_counter()
             flops = model.flops_per_image(cell.size) if model is not None else None
+            flops_s = time.perf_counter() - t0
         except Exception as e:  # noqa: BLE001 - failure is data
             if sess is not None:
                 sess.close()
                 sess = None
             return _failure(e)
+        t0 = time.perf_counter()
         if cell.key not in self.samplers:
             self.samplers[cell.key] = telemetry.for_device(cell.device)  # NVML over the blocks; None on the CPU
+        telemetry_s = time.perf_counter() - t0
         self.live[cell.key] = _Live(sess, clock, w.per_call_ms, self.samplers[cell.key])
         warm = {"warmup_calls": w.calls, "warmup_s": w.seconds, "warmup_stable": w.stable,
                 "per_call_ms": w.per_call_ms, "clock": clock.name}
         if flops is not None:
             warm["flops_per_image"] = flops
         return Outcome(Status.MEASURING, None, {"stats": warm, "setup": setup, "parity": par,
-                                                "info": {**sess.info, "parity_s": parity_s}})
+                                                "info": {**sess.info, "parity_s": parity_s, "flops_s": flops_s,
+                                                         "telemetry_s": telemetry_s}})
 
 
 def _free_cuda_memory() -> None:

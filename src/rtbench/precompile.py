@@ -44,11 +44,12 @@ def processes_for(n_cells: int) -> int:
 class Precompiler:
     """Pre-compile processes working through ``cells`` in order, one thread in this process per process."""
 
-    def __init__(self, sweep: Sweep, workdir, timeout: float, cells: list[Cell], refs_dir=None):
+    def __init__(self, sweep: Sweep, workdir, timeout: float, cells: list[Cell], refs_dir=None, measuring: int = 0):
         self.sweep, self.workdir, self.timeout, self.refs_dir = sweep, workdir, timeout, refs_dir
         self.index = Path(workdir) / "cache" / INDEX
         self.seen = set(self.index.read_text().splitlines()) if self.index.exists() else set()
-        self.queue: deque[Cell] = deque(c for c in cells if _compiles(c.runtime) and _key(sweep, c) not in self.seen)
+        self.queue: deque[Cell] = deque(ahead_order([c for c in cells if _compiles(c.runtime)
+                                                     and _key(sweep, c) not in self.seen]))
         self.done: dict[tuple, threading.Event] = {}
         self.results: dict[tuple, dict] = {}
         self.lock = threading.Lock()
@@ -56,7 +57,9 @@ class Precompiler:
         self.workers: list[dict] = []  # each thread's workers, by group
         n = processes_for(len(self.queue))
         cores = os.cpu_count() or 1
-        self.compile_threads = max(1, (cores - 2) // n) if n else None
+        # inductor's compile processes per compiling process, these and the ``measuring`` workers that compile beside
+        # them sharing the cores (None: inductor's own choice, one per core)
+        self.compile_threads = max(1, (cores - 2) // (n + measuring)) if n + measuring else None
         self.threads = [threading.Thread(target=self._serve, name=f"rtbench-precompile-{i}", daemon=True)
                         for i in range(n)]
         for t in self.threads:
@@ -134,6 +137,21 @@ class Precompiler:
                     w.kill()
         for t in self.threads:
             t.join()
+
+
+def ahead_order(cells: list[Cell]) -> list[Cell]:
+    """The order pre-compiles take cells in: what the measuring workers reach last first. A measuring worker prepares
+    a size's batches in order, so the pre-compiles start from every size's last batch and its first batch comes last:
+    in the cold H200 run that took them first, two measuring workers waited 26-27 s for the pre-compiles of their
+    first cells, idle, while they could have compiled them themselves (a measuring worker takes back a cell no
+    pre-compile has taken yet)."""
+    rank: dict[tuple, int] = {}
+    count: dict[tuple, int] = {}
+    for c in cells:
+        group = (c.runtime, c.precision, c.size)
+        rank[c.key] = count.get(group, 0)
+        count[group] = rank[c.key] + 1
+    return sorted(cells, key=lambda c: -rank[c.key])
 
 
 def _key(sweep: Sweep, cell: Cell) -> str:

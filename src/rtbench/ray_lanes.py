@@ -137,7 +137,8 @@ class RayLane(Lane):
                                                    if "gpu" in p else {})}}
 
     def worker(self, sweep, runtime: str, precision: str, workdir, timeout: float, refs_dir=None,
-               own_contexts: int | None = None):  # an actor's node has no other worker of the run on its GPU
+               own_contexts: int | None = None, compile_threads: int | None = None):
+        # an actor's node has no other worker of the run on its GPU, and its cores are its own
         groups = len({(c.runtime, c.precision) for c in sweep.cells()})
         return RayWorker(self, sweep, runtime, precision, workdir, timeout, refs_dir, self._options(1 / groups))
 

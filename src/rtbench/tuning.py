@@ -175,11 +175,12 @@ class Search:
         self.max_batch = MAX_BATCH["cuda" if sweep.device.startswith("cuda") else "cpu"]
         self.new_worker, self.max_retries = Worker, 0  # what engine.Group asks of its engine: workers on this host
         self.threads = prepare_threads()
+        self.started = time.perf_counter()  # what engine.Group asks of its engine: when preparations are timed from
 
     def left(self) -> float:
         return self.deadline - time.perf_counter()
 
-    def worker_options(self) -> dict:  # what engine.Group asks of its engine: a trial's worker is on its own
+    def worker_options(self, runtime: str) -> dict:  # what engine.Group asks of its engine: a trial's worker is alone
         return {}
 
     @property
