@@ -134,3 +134,31 @@ def test_pre_compiles_take_first_the_cells_their_measuring_workers_reach_last():
     order = [(c.size, c.batch) for c in ahead_order(sweep.cells())]
     assert order[:2] == [(224, 8), (256, 8)] and order[-2:] == [(224, 1), (256, 1)], order
     assert sorted(order) == sorted((c.size, c.batch) for c in sweep.cells())  # every cell, once
+
+
+def test_compiling_processes_share_the_spare_cores_for_inductors_compile_pools(tmp_path, monkeypatch):
+    from rtbench import precompile
+    from rtbench.precompile import Precompiler
+    from rtbench.spec import Sweep
+
+    sweep = Sweep(model="resnet18", runtimes=("torch-compile",), sizes=(224,), batches=(1,), device="cuda:0")
+    monkeypatch.setattr(precompile.os, "cpu_count", lambda: 16)
+    warm = Precompiler(sweep, tmp_path, 10, [], measuring=4)  # nothing to compile ahead: four measuring workers
+    assert not warm.threads and warm.compile_threads == 3  # (16 - 2) // 4
+    assert Precompiler(sweep, tmp_path, 10, []).compile_threads is None  # nobody to share with: inductor's choice
+    monkeypatch.setattr(precompile, "processes_for", lambda n: 7)
+    monkeypatch.setattr(Precompiler, "_serve", lambda self: None)  # no process is started here
+    cold = Precompiler(sweep, tmp_path, 10, sweep.cells(), measuring=4)
+    cold.close()
+    assert cold.compile_threads == 1  # 7 pre-compiles and 4 measuring workers on 14 cores
+
+
+def test_only_the_workers_of_a_compiling_runtime_are_given_a_share_of_compile_processes():
+    from rtbench.engine import Engine
+
+    e = Engine.__new__(Engine)  # its options only: no run
+    e.groups, e.compile_threads = {("torch", "fp32", 0): None, ("torch-compile", "fp32", 0): None}, 3
+    assert e.worker_options("torch-compile") == {"own_contexts": 3, "compile_threads": 3}
+    assert e.worker_options("torch") == {"own_contexts": 3}
+    e.compile_threads = None
+    assert e.worker_options("torch-compile") == {"own_contexts": 3}
