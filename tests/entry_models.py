@@ -30,6 +30,23 @@ def fixed_48() -> nn.Module:
     return _FixedInput()
 
 
+class _KeepsATensor(nn.Module):
+    """tiny_cnn with its input scale kept as a plain tensor attribute (not a parameter or buffer): it cannot run on
+    the meta device, as some user models cannot."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = tiny_cnn()
+        self.scale = torch.full((1, 3, 1, 1), 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x * self.scale)
+
+
+def keeps_a_tensor() -> nn.Module:
+    return _KeepsATensor()
+
+
 def not_a_module():
     return "not a module"
 

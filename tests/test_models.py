@@ -146,3 +146,17 @@ def test_flops_of_a_fresh_model_do_not_count_its_construction():
     warm = resolve("resnet18")
     warm.module  # built first
     assert fresh == warm.flops_per_image(64) == pytest.approx(3.64e9 * (64 / 224) ** 2, rel=0.05)
+
+
+def test_flops_are_counted_from_shapes_on_the_meta_device_and_on_the_cpu_when_the_model_cannot_go_there():
+    # torchvision documents ViT-B/16 at 17.564 G multiply-adds (`_ops`); counted on the CPU, its attention blocks ran
+    # the fused fast path the flop counter does not know, and 12.6 of the 35.1 GFLOPs went missing
+    from torchvision.models import ViT_B_16_Weights
+
+    vit = resolve("vit_b_16")
+    assert vit.flops_per_image(224) == pytest.approx(2 * ViT_B_16_Weights.IMAGENET1K_V1.meta["_ops"] * 1e9, rel=0.01)
+    keeps = resolve("entry_models:keeps_a_tensor")  # a plain tensor attribute: fails on meta, counted on the CPU
+    with pytest.raises(RuntimeError):
+        keeps._count_flops(64, "meta")
+    plain = resolve("entry_models:tiny_cnn")
+    assert keeps.flops_per_image(64) >= plain.flops_per_image(64) > 0

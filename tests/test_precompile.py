@@ -112,20 +112,6 @@ def test_a_shape_its_measuring_worker_compiled_is_not_compiled_ahead_by_the_next
     assert not fresh.seen and not fresh.threads
 
 
-def test_the_fork_server_preloads_the_compiler_only_for_a_run_that_may_compile_on_a_gpu(monkeypatch):
-    from rtbench import child
-
-    assert not child.may_compile(None, "cpu") and not child.may_compile(["torch-compile"], "cpu")
-    assert child.may_compile(None, "cuda:0") and child.may_compile("torch,torch-compile", "cuda")
-    assert child.may_compile(["torch-compile[compile_mode=max-autotune]"], "cuda:0")
-    assert not child.may_compile(["torch", "onnxruntime"], "cuda:0")
-    assert not child.may_compile(["no-such-runtime"], "cuda:0")  # the run's own checks name it
-    monkeypatch.setattr(child.os.path, "exists", lambda path: False)  # no NVIDIA driver here
-    assert not child.may_compile(None, "auto")
-    monkeypatch.setattr(child.os.path, "exists", lambda path: path == "/dev/nvidiactl")
-    assert child.may_compile(None, "auto")
-
-
 def test_pre_compiles_take_first_the_cells_their_measuring_workers_reach_last():
     from rtbench.precompile import ahead_order
     from rtbench.spec import Sweep

@@ -67,49 +67,22 @@ def call_in_child(module: str, function: str, *args, timeout: float = 600):
         raise ChildFailed(f"{type(e).__name__}: {e}"[:200]) from None
 
 
-# What the fork server imports before it forks a worker: torch, torchvision and rtbench (rtbench.worker_boot), and for
-# a run that may compile, torch.compile's compiler, which each compiling worker would otherwise import on its own.
-PRELOAD = ["rtbench.worker_boot"]
-COMPILER = "torch._inductor.compile_fx"
-
-
 def worker_context():
-    """The multiprocessing context of rtbench's workers: a fork server that preloads torch and rtbench."""
+    """The multiprocessing context of rtbench's workers: a fork server that preloads torch and rtbench.
+
+    Not inductor's compiler: with ``torch._inductor.compile_fx`` preloaded too, every worker forked on the H200 failed
+    with "Cannot re-initialize CUDA in forked subprocess" (the import initialises CUDA in the server)."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(list(PRELOAD))
+    ctx.set_forkserver_preload(["rtbench.worker_boot"])
     return ctx
 
 
-def start_fork_server(compiler: bool = False) -> None:
-    """Start the workers' fork server now: it imports torch in the background while the run does other work.
-    ``compiler``: the run may compile per shape (torch.compile), so the server imports inductor's compiler too (3.1 s
-    alone on the H200 machine; four torch.compile workers each spent 10-11 s setting up beside the others without it).
-    A fork server already running is kept as it is."""
+def start_fork_server() -> None:
+    """Start the workers' fork server now: it imports torch in the background while the run does other work."""
     from multiprocessing import forkserver
 
-    if compiler and COMPILER not in PRELOAD:
-        PRELOAD.append(COMPILER)
     worker_context()
     forkserver.ensure_running()
-
-
-def may_compile(runtimes, device: str) -> bool:
-    """Whether a run of ``runtimes`` (None: the default ones) on ``device`` may compile per shape on a GPU, judged
-    before torch is imported: a named runtime that compiles, or the default runtimes where an NVIDIA driver is."""
-    if str(device).startswith("cpu") or not (str(device).startswith("cuda") or os.path.exists("/dev/nvidiactl")):
-        return False
-    if runtimes is None:
-        return True
-    from rtbench.runtimes import base
-
-    names = runtimes.split(",") if isinstance(runtimes, str) else list(runtimes)
-    for name in names:
-        try:
-            if base.get(str(name).strip()).compiles:
-                return True
-        except Exception:  # noqa: BLE001 - an unknown name is reported by the run's own checks
-            continue
-    return False
 
 
 def wait_for_fork_server() -> None:

@@ -208,7 +208,7 @@ def tune(model: str = "resnet18", size: int = 224, latency_budget_ms: float | No
     """Search runtime x precision x settings x batch for the most images/s (within ``latency_budget_ms`` per batch,
     or at ``batch``), parity-gated, in ``budget_min`` minutes; see rtbench.tuning for the search."""
     from rtbench import api
-    from rtbench.child import may_compile, start_fork_server
+    from rtbench.child import start_fork_server
     from rtbench.spec import check_budget, parse_list
 
     t_start = time.perf_counter()
@@ -225,7 +225,7 @@ def tune(model: str = "resnet18", size: int = 224, latency_budget_ms: float | No
     out = Path(out)
     sweep = api.make_sweep(model, "torch", "fp32", [size], [1], device)  # validates model and device
     api._check_writable(out)
-    start_fork_server(compiler=may_compile(rts, sweep.device))
+    start_fork_server()
     first, later, absent = candidates(sweep.device, rts)
     spec = {"model": model, "size": size, "device": sweep.device, "budget_s": budget_s, "runtimes": rts,
             "goal": asdict(goal), "arms": len(first) + len(later)}
