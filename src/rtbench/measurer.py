@@ -26,8 +26,9 @@ from rtbench.timing import BlockSpec, CudaEventClock, HostClock
 
 # Telemetry samples a cell's 1st, 3rd, 5th... block: reading NVML's energy counter at a window's start and end cost
 # 7.9 ms (median) on the H200, most of the 11 ms between two blocks of a run (benchmarks/results/h200-2026-12-02b/
-# NOTES.md). Which blocks are sampled depends on their order only, so energy per image (the sampled windows' energy
-# over the calls run inside them) is not biased; the rounds get the time back.
+# NOTES.md); since, the parent waits 1.6 ms after a block that was not sampled and 11.4 ms after one that was
+# (h200-2026-12-02c/NOTES.md). Which blocks are sampled depends on their order only, so energy per image (the sampled
+# windows' energy over the calls run inside them) is not biased; the rounds get the time back.
 METER_EVERY = 2
 
 
