@@ -83,7 +83,8 @@ class Model:
         """None when the model takes this input size, else the reason it does not.
 
         A fixed input size is checked first; otherwise a torch model is run once at this size (the FLOPs
-        count, cached) so a model that rejects the size says so here rather than failing in a runtime.
+        count, cached: on the meta device, or the CPU) so a model that rejects the size says so here rather than
+        failing in a runtime.
         """
         if self.fixed_size is not None and size != self.fixed_size:
             return f"{self.name} takes only {self.fixed_size}x{self.fixed_size} inputs"
