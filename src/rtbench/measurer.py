@@ -283,26 +283,21 @@ class GroupMeasurer:
             parity_s = time.perf_counter() - t0
             clock = CudaEventClock(sess.stream) if sess.stream is not None else HostClock()
             w = timing.warm_up(sess.call, self.sweep.policy, clock)
-            t0 = time.perf_counter()
             flops = model.flops_per_image(cell.size) if model is not None else None
-            flops_s = time.perf_counter() - t0
         except Exception as e:  # noqa: BLE001 - failure is data
             if sess is not None:
                 sess.close()
                 sess = None
             return _failure(e)
-        t0 = time.perf_counter()
         if cell.key not in self.samplers:
             self.samplers[cell.key] = telemetry.for_device(cell.device)  # NVML over the blocks; None on the CPU
-        telemetry_s = time.perf_counter() - t0
         self.live[cell.key] = _Live(sess, clock, w.per_call_ms, self.samplers[cell.key])
         warm = {"warmup_calls": w.calls, "warmup_s": w.seconds, "warmup_stable": w.stable,
                 "per_call_ms": w.per_call_ms, "clock": clock.name}
         if flops is not None:
             warm["flops_per_image"] = flops
         return Outcome(Status.MEASURING, None, {"stats": warm, "setup": setup, "parity": par,
-                                                "info": {**sess.info, "parity_s": parity_s, "flops_s": flops_s,
-                                                         "telemetry_s": telemetry_s}})
+                                                "info": {**sess.info, "parity_s": parity_s}})
 
 
 def _free_cuda_memory() -> None:

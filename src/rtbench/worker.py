@@ -117,11 +117,10 @@ def use_compile_caches(workdir: Path, compile_threads: int | None = None) -> Non
     default folder into the environment once it has used it, so a value found here says nothing of the user)."""
     os.environ[CACHE_ENV] = str(Path(workdir).resolve() / "cache" / "inductor")
     os.environ.pop("TRITON_CACHE_DIR", None)  # Triton's kernels then go under it too
-    # inductor starts its pool of compile processes at a process's first torch.compile, cache hit or not; started only
-    # when a kernel is compiled, a run whose shapes are all in the cache starts none (each pool's processes import
-    # torch: on the H200 a warm run's four torch.compile workers took 10-11 s to set up beside each other's pools)
+    # inductor starts its pool of compile processes (each importing torch) at a process's first torch.compile, cache
+    # hit or not; started only when a kernel is compiled, a run whose shapes are all in the cache starts none
     os.environ.setdefault("TORCH_WARM_POOL", "0")
-    if compile_threads:  # a pre-compile process shares the cores with the others
+    if compile_threads:  # a compiling process shares the spare cores with the run's others (rtbench.precompile)
         import torch._inductor.config as inductor
 
         inductor.compile_threads = int(compile_threads)
