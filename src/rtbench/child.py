@@ -68,10 +68,8 @@ def call_in_child(module: str, function: str, *args, timeout: float = 600):
 
 
 def worker_context():
-    """The multiprocessing context of rtbench's workers: a fork server that preloads torch and rtbench.
-
-    Not inductor's compiler: with ``torch._inductor.compile_fx`` preloaded too, every worker forked on the H200 failed
-    with "Cannot re-initialize CUDA in forked subprocess" (the import initialises CUDA in the server)."""
+    """The multiprocessing context of rtbench's workers: a fork server that preloads torch, torch.compile's compiler
+    and rtbench (rtbench.worker_boot says how it keeps CUDA uninitialised there)."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["rtbench.worker_boot"])
     return ctx

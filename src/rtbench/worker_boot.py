@@ -16,7 +16,18 @@ os.dup2(_null, 1)
 os.dup2(_null, 2)
 os.close(_null)
 
+# torch.compile's compiler too: in a worker forked after it, the first compile took 1.4 s instead of 5.7 s on the H200
+# (benchmarks/results/h200-2026-12-02d/fork-preload-probe.md). Its import asks whether CUDA is available; through the
+# CUDA runtime (cuInit) that poisons the server, and every worker forked from it failed with "Cannot re-initialize CUDA
+# in forked subprocess"; through NVML, as asked here, it does not (torch caches no device count before CUDA starts).
+os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
+
 import rtbench.worker  # noqa: E402,F401  (the preload)
+
+try:
+    import torch._inductor.compile_fx  # noqa: E402,F401
+except Exception:  # noqa: BLE001 - a torch without inductor's compiler: its torch.compile cells say why themselves
+    pass
 
 _prepare = spawn.prepare
 
