@@ -10,6 +10,7 @@ for a second shape under cProfile, and print where the time went (cumulative sec
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for i, profile in enumerate(("0", "0", "1")):  # fill the caches, a plain hit, a profiled hit
             p = subprocess.run([sys.executable, "-c", CHILD, work, a.device, profile], capture_output=True, text=True,
-                               env={**__import__("os").environ, "PYTHONPATH": src})
+                               env={**os.environ, "PYTHONPATH": src})
             texts.append(f"## process {i + 1} ({'fills the caches' if i == 0 else 'cache hit'}"
                          f"{', profiled' if profile == '1' else ''})\n\n```\n{(p.stdout or p.stderr)[-12000:]}\n```\n")
     text = ("# torch.compile's first cell from a warm cache\n\nWritten by `python benchmarks/compile_hit_profile.py "

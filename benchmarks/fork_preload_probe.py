@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,16 +73,14 @@ def main() -> None:
     a = ap.parse_args()
     results = {}
     for name, mods in CANDIDATES.items():
-        env = None
-        if name.endswith("nvml-check"):
-            import os
-            env = {**os.environ, "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
+        env = {**os.environ, "PYTORCH_NVML_BASED_CUDA_CHECK": "1"} if name.endswith("nvml-check") else None
         p = subprocess.run([sys.executable, "-c", PROBE, ",".join(mods)], capture_output=True, text=True,
                            timeout=600, env=env)
         line = next((ln for ln in p.stdout.splitlines() if ln.startswith("PROBE ")), None)
         results[name] = json.loads(line[6:]) if line else {"error": (p.stderr or p.stdout)[-800:]}
-    lines = ["# Fork-server preload probe", "", f"Written by `python benchmarks/fork_preload_probe.py` ({sys.version.split()[0]}).",
-             "", "| preload | base import (s) | modules (s) | CUDA initialised | forked child | child compile (s) |",
+    lines = ["# Fork-server preload probe", "",
+             f"Written by `python benchmarks/fork_preload_probe.py` ({sys.version.split()[0]}).", "",
+             "| preload | base import (s) | modules (s) | CUDA initialised | forked child | child compile (s) |",
              "|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r.get('base_import_s', float('nan')):.2f} | {r.get('modules_s', float('nan')):.2f} "

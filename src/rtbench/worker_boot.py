@@ -1,10 +1,11 @@
 """Imported only by the fork server that starts rtbench's worker processes (never by the parent).
 
-It preloads torch, torchvision and rtbench once, so each worker forked from the server starts in
-milliseconds. Workers measure cells and need nothing from the user's main script, so they do not
+It preloads torch, torchvision, torch.compile's compiler and rtbench once, so each worker forked from the
+server starts in milliseconds. Workers measure cells and need nothing from the user's main script, so they do not
 re-run it (which multiprocessing would otherwise do): ``rtbench.run()`` then works from any script,
 with or without an ``if __name__ == "__main__":`` guard.
 """
+import contextlib
 import os
 from multiprocessing import spawn
 
@@ -24,10 +25,8 @@ os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
 
 import rtbench.worker  # noqa: E402,F401  (the preload)
 
-try:
+with contextlib.suppress(Exception):  # a torch without inductor's compiler: its torch.compile cells say why themselves
     import torch._inductor.compile_fx  # noqa: E402,F401
-except Exception:  # noqa: BLE001 - a torch without inductor's compiler: its torch.compile cells say why themselves
-    pass
 
 _prepare = spawn.prepare
 
